@@ -1,0 +1,42 @@
+// MessageBus: carries what must reach a user's sockets, wherever they are.
+// The embedded backend hands everything to this process's sink; the cluster
+// backend publishes to the Redis channel of each node the user is on.
+//
+// Ordering: entries published for one user from one thread reach that user's
+// sockets in publish order (the committer publishes in commit order).
+// Delivery is best effort: a lost entry is still in the user's feed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/cursor.h"
+#include "core/shared_frame.h"
+
+namespace pigeon {
+
+// What a node does with what the bus brings it (the gateway's registry).
+class DeliverySink {
+ public:
+  virtual ~DeliverySink() = default;
+  // A committed feed entry at `pos` of `user`'s feed.
+  virtual void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) = 0;
+  // A frame that is not in the feed (typing).
+  virtual void DeliverEphemeral(const std::string& user, SharedFrame frame) = 0;
+  // Close the sockets of one device (logout), with a WebSocket close code.
+  virtual void CloseDevice(const std::string& user, const std::string& device,
+                           uint16_t code) = 0;
+};
+
+class MessageBus {
+ public:
+  virtual ~MessageBus() = default;
+  // The sink for this node; set once, before any publish.
+  virtual void Attach(DeliverySink* sink) = 0;
+  virtual void PublishFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) = 0;
+  virtual void PublishEphemeral(const std::string& user, SharedFrame frame) = 0;
+  virtual void PublishCloseDevice(const std::string& user, const std::string& device,
+                                  uint16_t code) = 0;
+};
+
+}  // namespace pigeon

@@ -1,0 +1,188 @@
+#include "chat/chat_service.h"
+
+#include <sodium.h>
+
+#include "core/ids.h"
+
+namespace pigeon {
+namespace {
+
+Status Unavailable() { return Status(ErrorCode::kUnavailable, "server is busy, retry later"); }
+
+}  // namespace
+
+ChatService::ChatService(MessageStore& store, CommitPipeline& pipeline, MessageBus& bus,
+                         PresenceDirectory& presence, Metrics& metrics, Options options)
+    : store_(store),
+      pipeline_(pipeline),
+      bus_(bus),
+      presence_(presence),
+      metrics_(metrics),
+      options_(options) {
+  char hash[crypto_pwhash_STRBYTES];
+  if (crypto_pwhash_str(hash, "pigeon-dummy", 12, options_.pwhash_opslimit,
+                        options_.pwhash_memlimit) == 0)
+    dummy_hash_ = hash;
+}
+
+void ChatService::SignUp(const std::string& username, const std::string& password,
+                         std::function<void(Result<std::string>)> done) {
+  if (!IsValidUserId(username))
+    return done(Status(ErrorCode::kBadRequest, "username must match [a-z0-9_.-]{3,32}"));
+  if (password.size() < 8 || password.size() > 256)
+    return done(Status(ErrorCode::kBadRequest, "password must be 8-256 bytes"));
+  char hash[crypto_pwhash_STRBYTES];
+  if (crypto_pwhash_str(hash, password.data(), password.size(), options_.pwhash_opslimit,
+                        options_.pwhash_memlimit) != 0)
+    return done(Status(ErrorCode::kUnavailable, "out of memory hashing the password"));
+  auto cb = [username, done](OpResult& r) {
+    if (!r.status.ok()) return done(r.status);
+    done(username);
+  };
+  if (!pipeline_.Submit(op::CreateUser{username, hash}, std::move(cb))) done(Unavailable());
+}
+
+void ChatService::Login(const std::string& username, const std::string& password,
+                        const std::string& device_name,
+                        std::function<void(Result<LoginResult>)> done) {
+  auto bad = Status(ErrorCode::kUnauthorized, "wrong username or password");
+  auto user = IsValidUserId(username) ? store_.GetUser(username)
+                                      : Result<UserRecord>(Status(ErrorCode::kNotFound, ""));
+  if (!user.ok() && user.status().code() != ErrorCode::kNotFound) return done(user.status());
+  const std::string& hash = user.ok() ? user->password_hash : dummy_hash_;
+  bool match = crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
+  if (!user.ok() || !match) return done(bad);
+  LoginResult result{NewToken(), username, NewDeviceId()};
+  op::CreateSession o{username, result.device_id, device_name.substr(0, 128),
+                      TokenHash(result.token)};
+  auto cb = [result, done](OpResult& r) {
+    if (!r.status.ok()) return done(r.status);
+    done(result);
+  };
+  if (!pipeline_.Submit(std::move(o), std::move(cb))) done(Unavailable());
+}
+
+void ChatService::Logout(const std::string& token, std::function<void(Status)> done) {
+  auto cb = [this, done](OpResult& r) {
+    if (r.status.ok()) {
+      auto& s = std::get<DeviceSession>(r.value);
+      bus_.PublishCloseDevice(s.user_id, s.device_id, 4001);
+    }
+    done(r.status);
+  };
+  if (!pipeline_.Submit(op::DeleteSession{TokenHash(token)}, std::move(cb))) done(Unavailable());
+}
+
+Result<DeviceSession> ChatService::Authenticate(std::string_view token) {
+  if (token.empty() || token.size() > 256)
+    return Status(ErrorCode::kUnauthorized, "missing or malformed token");
+  return store_.LookupToken(TokenHash(token));
+}
+
+void ChatService::OpenConversation(const std::string& user, const std::string& peer,
+                                   std::function<void(Result<Conversation>)> done) {
+  if (!IsValidUserId(peer))
+    return done(Status(ErrorCode::kBadRequest, "peer must be a user id"));
+  if (peer == user) return done(Status(ErrorCode::kBadRequest, "the peer is the caller"));
+  auto cb = [done](OpResult& r) {
+    if (!r.status.ok()) return done(r.status);
+    done(std::get<Conversation>(r.value));
+  };
+  if (!pipeline_.Submit(op::OpenDirectConversation{user, peer}, std::move(cb)))
+    done(Unavailable());
+}
+
+Result<std::vector<ConversationSummary>> ChatService::ListConversations(const std::string& user) {
+  return store_.ListConversations(user);
+}
+
+Result<Conversation> ChatService::MembersOf(const std::string& conversation_id) {
+  {
+    std::shared_lock lock(members_mu_);
+    if (auto it = members_.find(conversation_id); it != members_.end()) return it->second;
+  }
+  auto c = store_.GetConversation(conversation_id);
+  if (!c.ok()) return c.status();
+  std::unique_lock lock(members_mu_);
+  if (members_.size() > 100000) members_.clear();
+  members_.emplace(conversation_id, *c);
+  return c;
+}
+
+Result<std::vector<StoredMessage>> ChatService::History(const std::string& user,
+                                                        const std::string& conversation_id,
+                                                        uint64_t before_seq, size_t limit) {
+  auto c = store_.GetConversation(conversation_id);
+  if (!c.ok() && c.status().code() != ErrorCode::kNotFound) return c.status();
+  if (!c.ok() || !c->HasMember(user))
+    return Status(ErrorCode::kForbidden, "not a member of this conversation");
+  return store_.History(conversation_id, before_seq, limit);
+}
+
+Result<FeedPage> ChatService::ReadFeed(const DeviceSession& who, FeedPos after, size_t limit,
+                                       bool confirm) {
+  if (confirm && after > 0) Confirm(who, after);
+  return store_.ReadFeed(who.user_id, after, limit);
+}
+
+void ChatService::Send(const DeviceSession& who, SendFrame f,
+                       std::function<void(SendOutcome)> done) {
+  SendOutcome base;
+  base.client_msg_id = f.client_msg_id;
+  op::AppendMessage o{who.user_id, std::move(f.conversation_id), std::move(f.client_msg_id),
+                      std::move(f.body)};
+  auto cb = [this, done, base](OpResult& r) mutable {
+    if (!r.status.ok()) {
+      base.status = r.status;
+      return done(std::move(base));
+    }
+    auto& a = std::get<AppendResult>(r.value);
+    base.conversation_id = a.message.conversation_id;
+    base.seq = a.message.seq;
+    base.ts = a.message.ts;
+    done(std::move(base));
+    if (a.duplicate) {
+      metrics_.duplicate_sends.Increment();
+    } else {
+      metrics_.messages_committed.Increment();
+      Route(a);
+    }
+  };
+  if (!pipeline_.Submit(std::move(o), std::move(cb))) {
+    base.status = Unavailable();
+    done(std::move(base));
+  }
+}
+
+void ChatService::Confirm(const DeviceSession& who, FeedPos pos) {
+  // Nothing waits for it: a lost confirmation is repeated by the client's next one.
+  (void)pipeline_.Submit(op::ConfirmFeed{who.user_id, who.device_id, pos}, [](OpResult&) {});
+}
+
+std::string ChatService::MessageJson(const StoredMessage& m, std::optional<FeedPos> cursor) {
+  auto prefix = MessageFramePrefix({m.conversation_id, m.seq, m.sender, m.body, m.ts});
+  if (cursor) return FinishMessage(prefix, *cursor);
+  prefix.push_back('}');
+  return prefix;
+}
+
+void ChatService::Route(const AppendResult& r) {
+  auto& m = r.message;
+  auto prefix = MessageFramePrefix({m.conversation_id, m.seq, m.sender, m.body, m.ts});
+  for (auto& d : r.fanout) {
+    if (!presence_.IsOnline(d.user_id)) continue;  // it waits in the feed
+    bus_.PublishFeedEntry(d.user_id, d.pos,
+                          std::make_shared<const std::string>(FinishMessage(prefix, d.pos)));
+  }
+}
+
+void ChatService::RelayTyping(const std::string& user, const Conversation& conv, bool composing) {
+  std::string frame = R"({"type":"typing","conversation_id":")";
+  frame.append(conv.id).append(R"(","user":")").append(user);
+  frame.append(composing ? R"(","state":"composing"})" : R"(","state":"paused"})");
+  auto shared = std::make_shared<const std::string>(std::move(frame));
+  for (auto& m : conv.members)
+    if (m != user) bus_.PublishEphemeral(m, shared);
+}
+
+}  // namespace pigeon

@@ -1,0 +1,55 @@
+// CommitPipeline: group commit. Every durable change from every socket and
+// request goes through one bounded queue to one committer thread, which takes
+// everything queued (up to max_batch) and hands it to MessageStore::Commit as
+// one unit: one fsync (or one replicated transaction) for many operations.
+// While one commit runs, the next batch gathers, so the batch grows with load
+// and the fsync latency is the floor of ack latency, not a cap on throughput.
+//
+// Callbacks run on the committer thread, after the commit is durable, in
+// commit order. They must not block: post work elsewhere.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "chat/metrics.h"
+#include "store/message_store.h"
+
+namespace pigeon {
+
+class CommitPipeline {
+ public:
+  struct Options {
+    size_t max_queue = 100000;  // ops waiting; past it Submit refuses (unavailable)
+    size_t max_batch = 8192;    // ops per store commit
+  };
+  using Done = std::function<void(OpResult&)>;
+
+  CommitPipeline(MessageStore& store, Metrics& metrics, Options options);
+  ~CommitPipeline();  // Stop()
+
+  // Queues `op`; `done` gets its result once committed (or the error that kept
+  // it from being committed). False, and `done` is not called, when the queue is
+  // full or the pipeline is stopping.
+  [[nodiscard]] bool Submit(WriteOp op, Done done);
+  // Commits what is queued, then stops the thread. Idempotent.
+  void Stop();
+
+ private:
+  void Run();
+
+  MessageStore& store_;
+  Metrics& metrics_;
+  Options options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<WriteOp> ops_;
+  std::vector<Done> dones_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace pigeon

@@ -1,0 +1,66 @@
+#include "chat/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace pigeon {
+namespace {
+
+prometheus::Counter& NewCounter(prometheus::Registry& r, const std::string& name,
+                                const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Gauge& NewGauge(prometheus::Registry& r, const std::string& name,
+                            const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      open_sockets(NewGauge(*registry_, "pigeon_open_sockets", "Authenticated WebSockets open")),
+      connections_accepted(NewCounter(*registry_, "pigeon_connections_accepted_total",
+                                      "TCP connections accepted")),
+      messages_committed(NewCounter(*registry_, "pigeon_messages_committed_total",
+                                    "Messages durably committed")),
+      duplicate_sends(NewCounter(*registry_, "pigeon_duplicate_sends_total",
+                                 "Sends answered with the original ack (client_msg_id reuse)")),
+      http_requests(NewCounter(*registry_, "pigeon_http_requests_total", "HTTP requests served")),
+      slow_consumer_closes(NewCounter(*registry_, "pigeon_slow_consumer_closes_total",
+                                      "Sockets closed because their output queue was full")),
+      commit_batch_ops(prometheus::BuildHistogram()
+                           .Name("pigeon_commit_batch_ops")
+                           .Help("Operations per group commit")
+                           .Register(*registry_)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096})),
+      commit_seconds(prometheus::BuildHistogram()
+                         .Name("pigeon_commit_seconds")
+                         .Help("Latency of one group commit (write + fsync)")
+                         .Register(*registry_)
+                         .Add({}, prometheus::Histogram::BucketBoundaries{
+                                      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                      0.025, 0.05, 0.1, 0.25, 1})),
+      commit_queue_depth(NewGauge(*registry_, "pigeon_commit_queue_depth",
+                                  "Operations waiting for the committer")) {
+  auto& family = prometheus::BuildCounter()
+                     .Name("pigeon_errors_total")
+                     .Help("Errors answered to clients, by code")
+                     .Register(*registry_);
+  for (int i = 1; i < kErrorCodeCount; ++i) {
+    auto code = static_cast<ErrorCode>(i);
+    if (code == ErrorCode::kInternal) {
+      errors_[i] = errors_[static_cast<int>(ErrorCode::kUnavailable)];
+      continue;
+    }
+    errors_[i] = &family.Add({{"code", std::string(ErrorCodeName(code))}});
+  }
+  errors_[0] = errors_[static_cast<int>(ErrorCode::kInternal)];
+}
+
+std::string Metrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace pigeon

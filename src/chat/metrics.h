@@ -1,0 +1,45 @@
+// The process's Prometheus metrics, created once and passed by reference.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace pigeon {
+
+class Metrics {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Prometheus text exposition format, for GET /metrics.
+  std::string Serialize() const;
+  prometheus::Counter& errors(ErrorCode code) { return *errors_[static_cast<int>(code)]; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+
+ public:
+  prometheus::Gauge& open_sockets;            // authenticated WebSockets
+  prometheus::Counter& connections_accepted;  // TCP connections
+  prometheus::Counter& messages_committed;    // new messages (not dedup repeats)
+  prometheus::Counter& duplicate_sends;       // sends answered from the dedup record
+  prometheus::Counter& http_requests;
+  prometheus::Counter& slow_consumer_closes;  // sockets closed for a full output queue
+  prometheus::Histogram& commit_batch_ops;    // ops per store commit
+  prometheus::Histogram& commit_seconds;      // store commit (write + fsync) latency
+  prometheus::Gauge& commit_queue_depth;
+
+ private:
+  std::array<prometheus::Counter*, kErrorCodeCount> errors_{};
+};
+
+}  // namespace pigeon

@@ -1,0 +1,462 @@
+#include "gateway/connection.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <chrono>
+
+#include "chat/chat_service.h"
+#include "chat/metrics.h"
+#include "gateway/http_parse.h"
+#include "gateway/session_registry.h"
+#include "presence/presence_directory.h"
+
+namespace pigeon {
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// State of a `since` replay: the feed is read in pages on a worker thread while
+// live entries for this socket are held here; when the store has nothing more
+// after what was sent, the held entries past it follow. Entries are deduplicated
+// by feed position, so an entry both read and held goes out once, in order.
+struct Connection::CatchUp {
+  std::vector<std::pair<FeedPos, SharedFrame>> held;
+  bool reread = false;  // held entries were dropped (overflow): read the store again
+};
+
+Connection::Connection(asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread)
+    : socket_(std::move(socket)),
+      ctx_(ctx),
+      thread_(thread),
+      reader_(ctx.limits.max_frame_bytes, /*server_role=*/true) {}
+
+Connection::~Connection() = default;
+
+void Connection::Start() {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  next_ = thread_.head;
+  if (next_) next_->prev_ = this;
+  thread_.head = this;
+  http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
+                                              ctx_.limits.max_http_body_bytes);
+  WaitRead();
+}
+
+// ---- reading --------------------------------------------------------------------
+
+void Connection::WaitRead() {
+  if (reading_ || (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket)) return;
+  reading_ = true;
+  socket_.async_wait(asio::socket_base::wait_read,
+                     [self = shared_from_this()](const error_code& ec) {
+                       self->reading_ = false;
+                       self->OnReadable(ec);
+                     });
+}
+
+void Connection::OnReadable(const error_code& ec) {
+  if (phase_ == Phase::kClosed) return;
+  if (ec) return Abort();
+  // A few reads per wake-up, then yield to other sockets of this thread.
+  for (int i = 0; i < 4; ++i) {
+    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket) break;
+    error_code rec;
+    size_t n = socket_.read_some(asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) break;
+    if (rec || n == 0) return Abort();  // EOF or reset
+    OnBytes(thread_.read_buffer.get(), n);
+    if (n < ThreadState::kReadBufferBytes) break;
+  }
+  WaitRead();
+}
+
+void Connection::OnBytes(char* data, size_t len) {
+  if (!in_.empty()) {
+    in_.append(data, len);
+    ProcessBuffered();
+    return;
+  }
+  size_t used = Process(data, len);
+  if (used < len && phase_ != Phase::kClosed) in_.assign(data + used, len - used);
+}
+
+void Connection::ProcessBuffered() {
+  if (in_.empty()) return;
+  size_t used = Process(in_.data(), in_.size());
+  if (phase_ == Phase::kClosed) return;
+  if (used == in_.size()) {
+    std::string().swap(in_);  // idle sockets keep no buffer
+  } else {
+    in_.erase(0, used);
+  }
+}
+
+size_t Connection::Process(char* data, size_t len) {
+  switch (phase_) {
+    case Phase::kHttp:
+      return ProcessHttp(data, len);
+    case Phase::kWebSocket:
+      return reader_.Consume(data, len, [this](const ws::Event& ev) { OnWsEvent(ev); });
+    default:
+      return phase_ == Phase::kClosing ? len : 0;  // kHttpBusy keeps bytes for later
+  }
+}
+
+// Continues after an asynchronous step (HTTP response, upgrade): bytes that
+// arrived meanwhile are processed, then the socket is watched again.
+void Connection::Resume() {
+  ProcessBuffered();
+  WaitRead();
+}
+
+// ---- HTTP ---------------------------------------------------------------------------
+
+size_t Connection::ProcessHttp(const char* data, size_t len) {
+  size_t total = 0;
+  while (phase_ == Phase::kHttp && total < len) {
+    HttpRequestParser::State state;
+    std::string error;
+    size_t used = http_->Put(data + total, len - total, &state, &error);
+    total += used;
+    if (state == HttpRequestParser::State::kError) {
+      auto code = http_->body_too_large() ? ErrorCode::kTooLarge : ErrorCode::kBadRequest;
+      OnHttpResponse(ctx_.api.Error(Status(code, "malformed HTTP request: " + error)), false);
+      return len;
+    }
+    if (state == HttpRequestParser::State::kDone) {
+      HttpRequest req = http_->Take();
+      http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
+                                                  ctx_.limits.max_http_body_bytes);
+      DispatchHttp(std::move(req));
+      break;
+    }
+    if (used == 0) break;  // needs more bytes
+  }
+  return total;
+}
+
+void Connection::DispatchHttp(HttpRequest req) {
+  phase_ = Phase::kHttpBusy;
+  auto self = shared_from_this();
+  bool keep_alive = req.keep_alive;
+  if (req.path() == "/api/v1/ws") {
+    asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
+      auto decision = self->ctx_.api.AuthorizeUpgrade(req);
+      asio::post(self->socket_.get_executor(),
+                 [self, decision = std::move(decision), key = std::move(req.ws_key),
+                  keep_alive]() mutable { self->OnUpgrade(std::move(decision), key, keep_alive); });
+    });
+    return;
+  }
+  asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
+    self->ctx_.api.Handle(req, [self, keep_alive](HttpResponse resp) {
+      asio::post(self->socket_.get_executor(), [self, resp = std::move(resp), keep_alive] {
+        self->OnHttpResponse(resp, keep_alive);
+      });
+    });
+  });
+}
+
+void Connection::OnHttpResponse(const HttpResponse& resp, bool keep_alive) {
+  if (phase_ == Phase::kClosed) return;
+  SendRaw(SerializeResponse(resp, keep_alive));
+  if (!keep_alive) {
+    phase_ = Phase::kClosing;
+    close_after_flush_ = true;
+    std::string().swap(in_);
+    return;
+  }
+  phase_ = Phase::kHttp;
+  Resume();
+}
+
+void Connection::OnUpgrade(std::variant<UpgradeGrant, HttpResponse> decision, std::string ws_key,
+                           bool keep_alive) {
+  if (phase_ == Phase::kClosed) return;
+  if (auto* refusal = std::get_if<HttpResponse>(&decision)) return OnHttpResponse(*refusal, keep_alive);
+  auto& grant = std::get<UpgradeGrant>(decision);
+  session_ = std::move(grant.session);
+  http_.reset();
+  // Registered before the 101 goes out: every entry committed after the 101
+  // reaches this socket (live, or held during the replay).
+  ctx_.presence.SocketOpened(session_.user_id);
+  ctx_.registry.Add(shared_from_this());
+  registered_ = true;
+  ctx_.metrics.open_sockets.Increment();
+  HttpResponse r{101, "", "", {}};
+  r.headers = {{"Upgrade", "websocket"},
+               {"Connection", "Upgrade"},
+               {"Sec-WebSocket-Accept", ws::AcceptKey(ws_key)}};
+  SendRaw(SerializeResponse(r, true));
+  phase_ = Phase::kWebSocket;
+  if (grant.since) {
+    last_sent_pos_ = *grant.since;
+    ctx_.chat.Confirm(session_, *grant.since);
+    catchup_ = std::make_unique<CatchUp>();
+    RequestCatchUpPage();
+  }
+  Resume();
+}
+
+// ---- WebSocket ------------------------------------------------------------------------
+
+void Connection::OnWsEvent(const ws::Event& ev) {
+  using K = ws::Event::Kind;
+  switch (ev.kind) {
+    case K::kText:
+      return OnText(ev.payload);
+    case K::kBinary:
+      return SendError(ErrorCode::kBadRequest, "binary frames are not supported; send JSON text");
+    case K::kPing: {
+      std::string f;
+      ws::AppendFrame(f, ws::kPong, ev.payload);
+      return SendRaw(f);
+    }
+    case K::kPong:
+      return;
+    case K::kClose:
+      return CloseWs(ev.code == ws::kCloseNoStatus ? ws::kCloseNormal : ev.code, "");
+    case K::kError:
+      return CloseWs(ev.code, ev.code == ws::kCloseTooBig ? "frame too large" : "protocol error");
+    default:
+      return;
+  }
+}
+
+void Connection::SendError(ErrorCode code, std::string_view message,
+                           const std::optional<std::string>& client_msg_id) {
+  ctx_.metrics.errors(code).Increment();
+  SendText(ErrorFrame(code, message, client_msg_id));
+}
+
+void Connection::OnText(std::string_view text) {
+  auto parsed = ParseClientFrame(text, ctx_.limits.frame);
+  if (auto* err = std::get_if<FrameError>(&parsed))
+    return SendError(err->code, err->message, err->client_msg_id);
+  auto& frame = std::get<ClientFrame>(parsed);
+
+  if (auto* send = std::get_if<SendFrame>(&frame)) {
+    if (inflight_sends_ >= ctx_.limits.max_inflight_sends)
+      return SendError(ErrorCode::kRateLimited, "too many sends awaiting their ack",
+                       send->client_msg_id);
+    ++inflight_sends_;
+    ctx_.chat.Send(session_, std::move(*send), [self = shared_from_this()](SendOutcome o) {
+      asio::post(self->socket_.get_executor(), [self, o = std::move(o)] {
+        --self->inflight_sends_;
+        if (self->phase_ != Phase::kWebSocket) return;
+        if (!o.status.ok())
+          return self->SendError(o.status.code(), o.status.message(), o.client_msg_id);
+        self->SendText(AckFrame(o.client_msg_id, o.conversation_id, o.seq, o.ts));
+      });
+    });
+    return;
+  }
+  if (auto* rec = std::get_if<ReceivedFrame>(&frame)) return ctx_.chat.Confirm(session_, rec->pos);
+  if (std::holds_alternative<PingFrame>(frame)) return SendText(R"({"type":"pong"})");
+  if (auto* typing = std::get_if<TypingFrame>(&frame)) {
+    auto window = static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::steady_clock::now().time_since_epoch()).count() / 10);
+    if (window != typing_window_) {
+      typing_window_ = window;
+      typing_count_ = 0;
+    }
+    if (++typing_count_ > ctx_.limits.typing_per_10s) return;  // dropped silently
+    asio::post(ctx_.workers, [self = shared_from_this(), t = std::move(*typing)] {
+      auto conv = self->ctx_.chat.MembersOf(t.conversation_id);
+      if (conv.ok() && conv->HasMember(self->session_.user_id)) {
+        self->ctx_.chat.RelayTyping(self->session_.user_id, *conv, t.composing);
+        return;
+      }
+      asio::post(self->socket_.get_executor(), [self] {
+        if (self->phase_ == Phase::kWebSocket)
+          self->SendError(ErrorCode::kForbidden, "not a member of this conversation");
+      });
+    });
+    return;
+  }
+  // read receipts and presence subscriptions: not served by this version.
+  SendError(ErrorCode::kBadRequest, "frame type not supported by this server version");
+}
+
+void Connection::PostFeedEntry(FeedPos pos, SharedFrame frame) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), pos, frame = std::move(frame)] {
+    self->OnFeedEntry(pos, frame);
+  });
+}
+
+void Connection::PostEphemeral(SharedFrame frame) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
+    if (self->phase_ == Phase::kWebSocket) self->SendText(*frame);
+  });
+}
+
+void Connection::PostClose(uint16_t code, std::string reason) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
+    if (self->phase_ == Phase::kWebSocket) {
+      self->CloseWs(code, reason);
+    } else {
+      self->Abort();
+    }
+  });
+}
+
+void Connection::OnFeedEntry(FeedPos pos, const SharedFrame& frame) {
+  if (phase_ != Phase::kWebSocket) return;
+  if (catchup_) {
+    if (catchup_->held.size() >= ctx_.limits.catchup_buffer_entries) {
+      // Too much arrives while replaying: drop what is held, read it from the store.
+      decltype(catchup_->held)().swap(catchup_->held);
+      catchup_->reread = true;
+    }
+    catchup_->held.emplace_back(pos, frame);
+    return;
+  }
+  if (pos <= last_sent_pos_) return;  // already sent
+  last_sent_pos_ = pos;
+  SendText(*frame);
+}
+
+void Connection::RequestCatchUpPage() {
+  asio::post(ctx_.workers, [self = shared_from_this(), after = last_sent_pos_] {
+    Result<FeedPage> feed = self->ctx_.chat.ReadFeed(self->session_, after,
+                                                     self->ctx_.limits.catchup_page,
+                                                     /*confirm=*/false);
+    Result<std::vector<std::pair<FeedPos, SharedFrame>>> frames = Status();
+    bool has_more = false;
+    if (!feed.ok()) {
+      frames = feed.status();
+    } else {
+      std::vector<std::pair<FeedPos, SharedFrame>> v;
+      v.reserve(feed->entries.size());
+      for (auto& e : feed->entries)
+        v.emplace_back(e.pos, std::make_shared<const std::string>(
+                                  ChatService::MessageJson(e.message, e.pos)));
+      has_more = feed->has_more;
+      frames = std::move(v);
+    }
+    asio::post(self->socket_.get_executor(), [self, frames = std::move(frames), has_more]() mutable {
+      self->OnCatchUpPage(std::move(frames), has_more);
+    });
+  });
+}
+
+void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page,
+                               bool has_more) {
+  if (phase_ != Phase::kWebSocket || !catchup_) return;
+  if (!page.ok()) return CloseWs(ws::kCloseTryAgainLater, "store unavailable");
+  for (auto& [pos, frame] : *page) {
+    if (pos <= last_sent_pos_) continue;
+    last_sent_pos_ = pos;
+    SendText(*frame);
+  }
+  if (phase_ != Phase::kWebSocket) return;
+  if (has_more || catchup_->reread) {
+    catchup_->reread = false;
+    return RequestCatchUpPage();
+  }
+  auto held = std::move(catchup_->held);
+  catchup_.reset();
+  for (auto& [pos, frame] : held) OnFeedEntry(pos, frame);
+}
+
+// ---- output -----------------------------------------------------------------------------
+
+void Connection::SendText(std::string_view json) {
+  ws::AppendFrameHeader(out_, ws::kText, json.size());
+  SendRaw(json);
+}
+
+void Connection::SendRaw(std::string_view bytes) {
+  if (phase_ == Phase::kClosed) return;
+  out_.append(bytes);
+  if (out_.size() - out_off_ > ctx_.limits.max_output_bytes) {
+    // A slow consumer: its queue is full. Close it; the device catches up from
+    // the feed when it reconnects.
+    ctx_.metrics.slow_consumer_closes.Increment();
+    return Abort();
+  }
+  ScheduleFlush();
+}
+
+// Output is written at the end of the current turn of the event loop, so that
+// everything queued for this socket meanwhile (several acks, messages) goes out
+// in one write.
+void Connection::ScheduleFlush() {
+  if (flush_scheduled_ || write_waiting_) return;
+  flush_scheduled_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    self->Flush();
+  });
+}
+
+void Connection::Flush() {
+  if (phase_ == Phase::kClosed) return;
+  while (out_off_ < out_.size()) {
+    error_code ec;
+    size_t n = socket_.write_some(asio::buffer(out_.data() + out_off_, out_.size() - out_off_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      write_waiting_ = true;
+      socket_.async_wait(asio::socket_base::wait_write,
+                         [self = shared_from_this()](const error_code& wec) {
+                           self->write_waiting_ = false;
+                           if (wec) return self->Abort();
+                           self->Flush();
+                         });
+      return;
+    }
+    if (ec) return Abort();
+    out_off_ += n;
+  }
+  std::string().swap(out_);
+  out_off_ = 0;
+  if (close_after_flush_) {
+    error_code ec;
+    socket_.shutdown(asio::socket_base::shutdown_send, ec);
+    Abort();
+  }
+}
+
+void Connection::CloseWs(uint16_t code, std::string_view reason) {
+  if (phase_ != Phase::kWebSocket) return;
+  std::string f;
+  ws::AppendFrame(f, ws::kClose, ws::ClosePayload(code, reason));
+  SendRaw(f);
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosing;
+  close_after_flush_ = true;
+  catchup_.reset();
+  std::string().swap(in_);
+}
+
+void Connection::Shutdown() {
+  if (phase_ == Phase::kWebSocket) return CloseWs(ws::kCloseGoingAway, "server shutting down");
+  if (phase_ != Phase::kClosing) Abort();
+}
+
+void Connection::Abort() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  error_code ec;
+  socket_.close(ec);
+  if (registered_) {
+    registered_ = false;
+    ctx_.registry.Remove(this);
+    ctx_.presence.SocketClosed(session_.user_id);
+    ctx_.metrics.open_sockets.Decrement();
+  }
+  if (prev_) prev_->next_ = next_;
+  if (next_) next_->prev_ = prev_;
+  if (thread_.head == this) thread_.head = next_;
+  prev_ = next_ = nullptr;
+  std::string().swap(in_);
+  std::string().swap(out_);
+  out_off_ = 0;
+  catchup_.reset();
+  http_.reset();
+}
+
+}  // namespace pigeon

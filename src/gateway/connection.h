@@ -1,0 +1,123 @@
+// Connection: one client socket, from its first HTTP byte to its close.
+// Speaks HTTP/1.1 (keep-alive) until a WebSocket upgrade, then RFC 6455.
+//
+// Threading: a connection lives on the io_context thread that accepted it;
+// every member function runs there. The Post* functions are the only entry
+// points from other threads: they post to that thread.
+//
+// Memory: an idle socket holds no buffer. It is parked on async_wait(read);
+// when readable, bytes are read into the thread's shared buffer and parsed in
+// place. `in_` exists only while a frame or request is incomplete, `out_`
+// only while output is queued, `catchup_` only while a `since` replay runs.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cursor.h"
+#include "core/shared_frame.h"
+#include "gateway/gateway_context.h"
+#include "gateway/http_api.h"
+#include "protocol/ws_codec.h"
+#include "store/message_store.h"
+
+namespace pigeon {
+
+class HttpRequestParser;
+struct ThreadState;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(boost::asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread);
+  ~Connection();
+
+  void Start();
+
+  // ---- any thread ----
+  // A committed entry of this socket's user's feed, at `pos`.
+  void PostFeedEntry(FeedPos pos, SharedFrame frame);
+  // A frame outside the feed (typing).
+  void PostEphemeral(SharedFrame frame);
+  // Closes a WebSocket with `code` (or an HTTP connection at once).
+  void PostClose(uint16_t code, std::string reason);
+
+  // Set once at the upgrade, before the connection is registered; then const.
+  const DeviceSession& session() const { return session_; }
+
+  // Intrusive list of the thread's connections (for draining at shutdown).
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+
+  // On the connection's thread: close WebSockets with 1001, drop HTTP ones.
+  void Shutdown();
+  // On the connection's thread (or once its thread is stopped): close now.
+  void Abort();
+
+ private:
+  enum class Phase : uint8_t { kHttp, kHttpBusy, kWebSocket, kClosing, kClosed };
+  struct CatchUp;
+
+  void WaitRead();
+  void OnReadable(const boost::system::error_code& ec);
+  void OnBytes(char* data, size_t len);
+  size_t Process(char* data, size_t len);
+  void ProcessBuffered();
+  void Resume();
+
+  // HTTP
+  size_t ProcessHttp(const char* data, size_t len);
+  void DispatchHttp(HttpRequest req);
+  void OnHttpResponse(const HttpResponse& resp, bool keep_alive);
+  void OnUpgrade(std::variant<UpgradeGrant, HttpResponse> decision, std::string ws_key,
+                 bool keep_alive);
+
+  // WebSocket
+  void OnWsEvent(const ws::Event& ev);
+  void OnText(std::string_view text);
+  void OnFeedEntry(FeedPos pos, const SharedFrame& frame);
+  void RequestCatchUpPage();
+  void OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page, bool has_more);
+  void SendError(ErrorCode code, std::string_view message,
+                 const std::optional<std::string>& client_msg_id = std::nullopt);
+
+  // Output
+  void SendText(std::string_view json);
+  void SendRaw(std::string_view bytes);
+  void ScheduleFlush();
+  void Flush();
+  void CloseWs(uint16_t code, std::string_view reason);
+
+  boost::asio::ip::tcp::socket socket_;
+  GatewayContext& ctx_;
+  ThreadState& thread_;
+  DeviceSession session_;
+  std::string in_;
+  std::string out_;
+  size_t out_off_ = 0;
+  std::unique_ptr<HttpRequestParser> http_;
+  std::unique_ptr<CatchUp> catchup_;
+  ws::FrameReader reader_;
+  FeedPos last_sent_pos_ = 0;
+  uint32_t inflight_sends_ = 0;
+  uint32_t typing_window_ = 0;  // steady seconds / 10 of the current typing window
+  uint32_t typing_count_ = 0;
+  Phase phase_ = Phase::kHttp;
+  bool reading_ = false;
+  bool write_waiting_ = false;
+  bool flush_scheduled_ = false;
+  bool close_after_flush_ = false;
+  bool registered_ = false;
+};
+
+// Per network thread: the shared read buffer and the list of connections.
+struct ThreadState {
+  static constexpr size_t kReadBufferBytes = 64 << 10;
+  std::unique_ptr<char[]> read_buffer{new char[kReadBufferBytes]};
+  Connection* head = nullptr;
+};
+
+}  // namespace pigeon

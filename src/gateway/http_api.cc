@@ -1,0 +1,305 @@
+#include "gateway/http_api.h"
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include <charconv>
+
+#include "chat/chat_service.h"
+#include "chat/metrics.h"
+
+namespace pigeon {
+namespace json = boost::json;
+namespace {
+
+constexpr std::string_view kApi = "/api/v1/";
+
+HttpResponse Json(int status, std::string body) { return HttpResponse{status, std::move(body), "application/json", {}}; }
+
+std::string_view StatusText(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+// The query parameters of a target, percent-decoded. nullopt if malformed.
+using Params = std::vector<std::pair<std::string, std::string>>;
+std::optional<Params> ParseQuery(const std::string& target) {
+  auto u = boost::urls::parse_origin_form(target);
+  if (!u) return std::nullopt;
+  Params out;
+  for (auto p : u->params()) out.emplace_back(p.key, p.has_value ? p.value : "");
+  return out;
+}
+
+const std::string* Param(const Params& ps, std::string_view key) {
+  for (auto& [k, v] : ps)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+std::optional<uint64_t> ParseUint(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// A JSON object body, or nullptr.
+std::optional<json::object> ParseBody(const std::string& body) {
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return std::move(v.as_object());
+}
+
+std::optional<std::string> StringField(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v || !v->is_string()) return std::nullopt;
+  return std::string(v->as_string());
+}
+
+void AppendMembers(std::string& out, const std::vector<std::string>& members) {
+  out.push_back('[');
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(out, members[i]);
+  }
+  out.push_back(']');
+}
+
+}  // namespace
+
+std::string SerializeResponse(const HttpResponse& r, bool keep_alive) {
+  std::string out;
+  out.reserve(r.body.size() + 160);
+  out.append("HTTP/1.1 ").append(std::to_string(r.status)).push_back(' ');
+  out.append(StatusText(r.status)).append("\r\n");
+  for (auto& [k, v] : r.headers) out.append(k).append(": ").append(v).append("\r\n");
+  if (r.status != 101) {
+    if (r.status != 204) out.append("Content-Type: ").append(r.content_type).append("\r\n");
+    out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+    if (!keep_alive) out.append("Connection: close\r\n");
+  }
+  out.append("\r\n");
+  out.append(r.body);
+  return out;
+}
+
+HttpResponse HttpApi::Error(const Status& s) {
+  metrics_.errors(s.code()).Increment();
+  HttpResponse r = Json(HttpStatusFor(s.code()), HttpErrorBody(s.code(), s.message()));
+  if (s.code() == ErrorCode::kRateLimited) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+Result<DeviceSession> HttpApi::Authenticate(const HttpRequest& req) {
+  std::string_view auth = req.authorization;
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() <= kBearer.size() || !auth.starts_with(kBearer))
+    return Status(ErrorCode::kUnauthorized, "missing bearer token");
+  return chat_.Authenticate(auth.substr(kBearer.size()));
+}
+
+void HttpApi::Handle(const HttpRequest& req, std::function<void(HttpResponse)> done) {
+  metrics_.http_requests.Increment();
+  Route(req, done);
+}
+
+void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& done) {
+  const std::string_view path = req.path();
+  const std::string& m = req.method;
+  auto fail = [&](ErrorCode code, std::string msg) { done(Error(Status(code, std::move(msg)))); };
+
+  if (path == "/healthz" && m == "GET") return done(Json(200, R"({"status":"ok"})"));
+  if (path == "/readyz" && m == "GET") {
+    auto s = chat_.Check();
+    if (!s.ok()) return done(Error(s));
+    return done(Json(200, R"({"status":"ready"})"));
+  }
+  if (path == "/metrics" && m == "GET") {
+    return done(HttpResponse{200, metrics_.Serialize(), "text/plain; version=0.0.4", {}});
+  }
+  if (!path.starts_with(kApi)) return fail(ErrorCode::kNotFound, "no such endpoint");
+  const std::string_view rest = path.substr(kApi.size());
+  auto query = ParseQuery(req.target);
+  if (!query) return fail(ErrorCode::kBadRequest, "malformed request target");
+
+  // ---- endpoints without a token ----
+  if (rest == "users" && m == "POST") {
+    auto body = ParseBody(req.body);
+    if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
+    auto user = StringField(*body, "username");
+    auto pass = StringField(*body, "password");
+    if (!user || !pass) return fail(ErrorCode::kBadRequest, "username and password are required strings");
+    return chat_.SignUp(*user, *pass, [done, this](Result<std::string> r) {
+      if (!r.ok()) return done(Error(r.status()));
+      std::string out = R"({"user_id":)";
+      AppendJsonString(out, *r);
+      out.push_back('}');
+      done(Json(201, std::move(out)));
+    });
+  }
+  if (rest == "sessions" && m == "POST") {
+    auto body = ParseBody(req.body);
+    if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
+    auto user = StringField(*body, "username");
+    auto pass = StringField(*body, "password");
+    if (!user || !pass) return fail(ErrorCode::kBadRequest, "username and password are required strings");
+    std::string device_name;
+    if (auto* dn = body->if_contains("device_name")) {
+      if (!dn->is_string()) return fail(ErrorCode::kBadRequest, "device_name must be a string");
+      device_name = std::string(dn->as_string());
+    }
+    return chat_.Login(*user, *pass, device_name, [done, this](Result<LoginResult> r) {
+      if (!r.ok()) return done(Error(r.status()));
+      std::string out = R"({"token":)";
+      AppendJsonString(out, r->token);
+      out.append(R"(,"user_id":)");
+      AppendJsonString(out, r->user_id);
+      out.append(R"(,"device_id":)");
+      AppendJsonString(out, r->device_id);
+      out.push_back('}');
+      done(Json(200, std::move(out)));
+    });
+  }
+
+  // ---- everything else needs a token ----
+  auto who = Authenticate(req);
+  if (!who.ok()) return done(Error(who.status()));
+
+  if (rest == "sessions/current" && m == "DELETE") {
+    std::string token = req.authorization.substr(7);
+    return chat_.Logout(token, [done, this](Status s) {
+      if (!s.ok()) return done(Error(s));
+      done(HttpResponse{204, "", "application/json", {}});
+    });
+  }
+  if (rest == "conversations" && m == "POST") {
+    auto body = ParseBody(req.body);
+    if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
+    auto peer = StringField(*body, "peer");
+    if (!peer) return fail(ErrorCode::kBadRequest, "peer is a required string");
+    return chat_.OpenConversation(who->user_id, *peer, [done, this](Result<Conversation> r) {
+      if (!r.ok()) return done(Error(r.status()));
+      std::string out = R"({"conversation_id":")";
+      out.append(r->id).append(R"(","members":)");
+      AppendMembers(out, r->members);
+      out.push_back('}');
+      done(Json(200, std::move(out)));
+    });
+  }
+  if (rest == "conversations" && m == "GET") {
+    auto list = chat_.ListConversations(who->user_id);
+    if (!list.ok()) return done(Error(list.status()));
+    std::string out = R"({"conversations":[)";
+    for (size_t i = 0; i < list->size(); ++i) {
+      auto& c = (*list)[i];
+      if (i) out.push_back(',');
+      out.append(R"({"conversation_id":")").append(c.id).append(R"(","members":)");
+      AppendMembers(out, c.members);
+      out.append(R"(,"last_seq":)").append(std::to_string(c.last_seq));
+      out.append(R"(,"read_seq":)").append(std::to_string(c.read_seq)).push_back('}');
+    }
+    out.append("]}");
+    return done(Json(200, std::move(out)));
+  }
+  if (rest.starts_with("conversations/") && rest.ends_with("/messages") && m == "GET") {
+    auto id = rest.substr(14, rest.size() - 14 - 9);
+    if (id.empty() || id.find('/') != std::string_view::npos)
+      return fail(ErrorCode::kNotFound, "no such endpoint");
+    uint64_t before = ~0ull;
+    size_t limit = 50;
+    if (auto* b = Param(*query, "before_seq")) {
+      auto v = ParseUint(*b);
+      if (!v) return fail(ErrorCode::kBadRequest, "before_seq must be a non-negative integer");
+      before = *v;
+    }
+    if (auto* l = Param(*query, "limit")) {
+      auto v = ParseUint(*l);
+      if (!v || *v < 1 || *v > 1000) return fail(ErrorCode::kBadRequest, "limit must be 1-1000");
+      limit = *v;
+    }
+    auto msgs = chat_.History(who->user_id, std::string(id), before, limit);
+    if (!msgs.ok()) return done(Error(msgs.status()));
+    std::string out = R"({"messages":[)";
+    for (size_t i = 0; i < msgs->size(); ++i) {
+      if (i) out.push_back(',');
+      out.append(ChatService::MessageJson((*msgs)[i], std::nullopt));
+    }
+    out.append("]}");
+    return done(Json(200, std::move(out)));
+  }
+  if (rest == "messages" && m == "GET") {
+    FeedPos since = 0;
+    size_t limit = 100;
+    if (auto* s = Param(*query, "since")) {
+      auto pos = DecodeCursor(*s);
+      if (!pos) return fail(ErrorCode::kBadRequest, "malformed cursor");
+      since = *pos;
+    }
+    if (auto* l = Param(*query, "limit")) {
+      auto v = ParseUint(*l);
+      if (!v || *v < 1) return fail(ErrorCode::kBadRequest, "limit must be a positive integer");
+      limit = std::min<uint64_t>(*v, 1000);
+    }
+    auto page = chat_.ReadFeed(*who, since, limit);
+    if (!page.ok()) return done(Error(page.status()));
+    std::string out = R"({"messages":[)";
+    FeedPos last = since;
+    for (size_t i = 0; i < page->entries.size(); ++i) {
+      auto& e = page->entries[i];
+      if (i) out.push_back(',');
+      out.append(ChatService::MessageJson(e.message, e.pos));
+      last = e.pos;
+    }
+    out.append(R"(],"receipts":[],"next_cursor":")");
+    AppendCursor(out, last);
+    out.append(R"(","has_more":)").append(page->has_more ? "true}" : "false}");
+    return done(Json(200, std::move(out)));
+  }
+  fail(ErrorCode::kNotFound, "no such endpoint");
+}
+
+std::variant<UpgradeGrant, HttpResponse> HttpApi::AuthorizeUpgrade(const HttpRequest& req) {
+  metrics_.http_requests.Increment();
+  if (req.method != "GET") return Error(Status(ErrorCode::kBadRequest, "WebSocket upgrade needs GET"));
+  if (!req.upgrade_websocket || req.ws_key.size() != 24)
+    return Error(Status(ErrorCode::kBadRequest, "not a valid WebSocket upgrade request"));
+  if (req.ws_version != "13") {
+    auto r = Error(Status(ErrorCode::kBadRequest, "unsupported WebSocket version"));
+    r.headers.emplace_back("Sec-WebSocket-Version", "13");
+    return r;
+  }
+  auto query = ParseQuery(req.target);
+  if (!query) return Error(Status(ErrorCode::kBadRequest, "malformed request target"));
+  Result<DeviceSession> who = Status(ErrorCode::kUnauthorized, "missing token");
+  if (!req.authorization.empty()) {
+    who = Authenticate(req);
+  } else if (auto* t = Param(*query, "token")) {
+    who = chat_.Authenticate(*t);
+  }
+  if (!who.ok()) return Error(who.status());
+  UpgradeGrant g{*who, std::nullopt};
+  if (auto* s = Param(*query, "since")) {
+    auto pos = DecodeCursor(*s);
+    if (!pos) return Error(Status(ErrorCode::kBadRequest, "malformed cursor"));
+    g.since = *pos;
+  }
+  return g;
+}
+
+}  // namespace pigeon

@@ -1,0 +1,57 @@
+// HttpApi: the HTTP endpoints of the spec, and the authorization of the
+// WebSocket upgrade. Knows requests and responses, not sockets.
+//
+// Blocking (store reads, password hashing): call from a worker thread.
+// `done` may run on another thread (the committer's): it must not block.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "core/cursor.h"
+#include "gateway/http_parse.h"
+#include "store/message_store.h"
+
+namespace pigeon {
+
+class ChatService;
+class Metrics;
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct UpgradeGrant {
+  DeviceSession session;
+  std::optional<FeedPos> since;
+};
+
+class HttpApi {
+ public:
+  HttpApi(ChatService& chat, Metrics& metrics) : chat_(chat), metrics_(metrics) {}
+
+  void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
+  // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
+  std::variant<UpgradeGrant, HttpResponse> AuthorizeUpgrade(const HttpRequest& req);
+  // The error response for `status` (counted in the errors metric).
+  HttpResponse Error(const Status& status);
+
+ private:
+  Result<DeviceSession> Authenticate(const HttpRequest& req);
+  void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
+
+  ChatService& chat_;
+  Metrics& metrics_;
+};
+
+// Writes `r` as an HTTP/1.1 response (status line, headers, body).
+std::string SerializeResponse(const HttpResponse& r, bool keep_alive);
+
+}  // namespace pigeon

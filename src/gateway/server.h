@@ -1,0 +1,41 @@
+// Server: the listener and the network threads. One io_context per thread;
+// accepted sockets are dealt round-robin and stay on their thread for life.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "gateway/gateway_context.h"
+
+namespace pigeon {
+
+class Server {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 8080;
+    unsigned threads = 0;  // 0: one per core
+  };
+  Server(Options options, GatewayContext& ctx);
+  ~Server();
+
+  // Binds and starts the network threads.
+  Status Start();
+  uint16_t port() const { return port_; }
+  // Stops accepting, closes every WebSocket with 1001 and drops idle HTTP
+  // connections, waits up to `grace` for output to flush, then stops the threads.
+  void Drain(std::chrono::milliseconds grace);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Options options_;
+  GatewayContext& ctx_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace pigeon

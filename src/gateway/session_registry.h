@@ -1,0 +1,37 @@
+// SessionRegistry: this node's authenticated WebSockets by user. It is the
+// DeliverySink the MessageBus hands entries to. Sharded by user; a shard's
+// lock is held only to find sockets and post to them (no I/O under a lock).
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/message_bus.h"
+
+namespace pigeon {
+
+class Connection;
+
+class SessionRegistry final : public DeliverySink {
+ public:
+  void Add(const std::shared_ptr<Connection>& c);
+  void Remove(const Connection* c);
+
+  void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override;
+  void DeliverEphemeral(const std::string& user, SharedFrame frame) override;
+  void CloseDevice(const std::string& user, const std::string& device, uint16_t code) override;
+
+ private:
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>> users;
+  };
+  Shard& ShardFor(const std::string& user);
+  std::array<Shard, 64> shards_;
+};
+
+}  // namespace pigeon

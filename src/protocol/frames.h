@@ -1,0 +1,81 @@
+// Client frames (JSON text) <-> typed structs, and the server frames pigeon
+// writes. No I/O; fuzzable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/cursor.h"
+#include "core/status.h"
+
+namespace pigeon {
+
+struct SendFrame {
+  std::string conversation_id;
+  std::string client_msg_id;
+  std::string body;
+};
+struct ReceivedFrame {
+  FeedPos pos;
+};
+struct ReadFrame {
+  std::string conversation_id;
+  uint64_t seq;
+};
+struct TypingFrame {
+  std::string conversation_id;
+  bool composing;
+};
+struct PresenceSubscribeFrame {
+  std::vector<std::string> users;
+};
+struct PingFrame {};
+
+using ClientFrame =
+    std::variant<SendFrame, ReceivedFrame, ReadFrame, TypingFrame, PresenceSubscribeFrame, PingFrame>;
+
+struct FrameLimits {
+  size_t max_body_bytes = 65536;  // larger: too_large
+};
+
+struct FrameError {
+  ErrorCode code;
+  std::string message;
+  std::optional<std::string> client_msg_id;  // echoed when the frame had one
+};
+
+// Parses one WebSocket text message (already UTF-8 validated). Unknown fields
+// are ignored; anything missing, mistyped or out of range is a FrameError.
+std::variant<ClientFrame, FrameError> ParseClientFrame(std::string_view text,
+                                                       const FrameLimits& limits);
+
+// ---- server frames --------------------------------------------------------
+
+// Appends `s` as a JSON string literal (quoted, escaped).
+void AppendJsonString(std::string& out, std::string_view s);
+
+std::string ErrorFrame(ErrorCode code, std::string_view message,
+                       const std::optional<std::string>& client_msg_id = std::nullopt);
+// {"error": {"code", "message"}}: the HTTP error body.
+std::string HttpErrorBody(ErrorCode code, std::string_view message);
+
+struct MessageView {
+  std::string_view conversation_id;
+  uint64_t seq;
+  std::string_view sender;
+  std::string_view body;
+  int64_t ts;
+};
+// `{"type":"message",...,"ts":N` without the closing brace: the part shared by
+// every member's copy. Close it with FinishMessage (with a cursor) or "}".
+std::string MessageFramePrefix(const MessageView& m);
+// prefix + ,"cursor":"..."}
+std::string FinishMessage(std::string_view prefix, FeedPos pos);
+std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id,
+                     uint64_t seq, int64_t ts);
+
+}  // namespace pigeon

@@ -1,0 +1,88 @@
+// Server frames, written directly as text: no intermediate JSON tree on the
+// hot path. String escaping is Boost.JSON's serializer.
+#include <boost/json.hpp>
+
+#include "protocol/frames.h"
+
+namespace pigeon {
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  thread_local boost::json::serializer sr;
+  sr.reset(boost::json::string_view(s.data(), s.size()));
+  char buf[1024];
+  while (!sr.done()) {
+    auto part = sr.read(buf, sizeof(buf));
+    out.append(part.data(), part.size());
+  }
+}
+
+std::string ErrorFrame(ErrorCode code, std::string_view message,
+                       const std::optional<std::string>& client_msg_id) {
+  std::string out = R"({"type":"error","code":")";
+  out.append(ErrorCodeName(code));
+  out.append(R"(","message":)");
+  AppendJsonString(out, message);
+  if (client_msg_id) {
+    out.append(R"(,"client_msg_id":)");
+    AppendJsonString(out, *client_msg_id);
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string HttpErrorBody(ErrorCode code, std::string_view message) {
+  std::string out = R"({"error":{"code":")";
+  out.append(ErrorCodeName(code));
+  out.append(R"(","message":)");
+  AppendJsonString(out, message);
+  out.append("}}");
+  return out;
+}
+
+std::string MessageFramePrefix(const MessageView& m) {
+  std::string out;
+  out.reserve(m.body.size() + m.conversation_id.size() * 2 + m.sender.size() + 160);
+  out.append(R"({"type":"message","conversation_id":")");
+  out.append(m.conversation_id);  // server-made: hex, needs no escaping
+  out.append(R"(","server_msg_id":")");
+  out.append(m.conversation_id).push_back('-');
+  out.append(std::to_string(m.seq));
+  out.append(R"(","seq":)");
+  out.append(std::to_string(m.seq));
+  out.append(R"(,"sender":")");
+  out.append(m.sender);  // [a-z0-9_.-]
+  out.append(R"(","body":)");
+  AppendJsonString(out, m.body);
+  out.append(R"(,"ts":)");
+  out.append(std::to_string(m.ts));
+  return out;
+}
+
+std::string FinishMessage(std::string_view prefix, FeedPos pos) {
+  std::string out;
+  out.reserve(prefix.size() + 32);
+  out.append(prefix);
+  out.append(R"(,"cursor":")");
+  AppendCursor(out, pos);
+  out.append("\"}");
+  return out;
+}
+
+std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id,
+                     uint64_t seq, int64_t ts) {
+  std::string out = R"({"type":"ack","client_msg_id":)";
+  AppendJsonString(out, client_msg_id);
+  out.append(R"(,"conversation_id":")");
+  out.append(conversation_id);
+  out.append(R"(","server_msg_id":")");
+  out.append(conversation_id).push_back('-');
+  out.append(std::to_string(seq));
+  out.append(R"(","seq":)");
+  out.append(std::to_string(seq));
+  out.append(R"(,"ts":)");
+  out.append(std::to_string(ts));
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace pigeon

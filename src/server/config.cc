@@ -1,0 +1,145 @@
+#include "server/config.h"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <functional>
+#include <iostream>
+#include <variant>
+#include <vector>
+
+namespace pigeon {
+namespace {
+
+struct Option {
+  const char* name;  // TOML key; the flag is --name with '_' as '-'
+  const char* help;
+  std::variant<std::string*, uint32_t*, uint64_t*> field;
+};
+
+std::vector<Option> Options(Config& c) {
+  return {
+      {"listen", "HOST:PORT to serve HTTP and WebSocket on", &c.listen},
+      {"data_dir", "directory of the embedded store", &c.data_dir},
+      {"log_level", "trace, debug, info, warn or error", &c.log_level},
+      {"network_threads", "network threads, 0 for one per core", &c.network_threads},
+      {"worker_threads", "threads for store reads and password hashing", &c.worker_threads},
+      {"max_body_bytes", "largest message body (bytes of UTF-8); larger is too_large",
+       &c.max_body_bytes},
+      {"max_frame_bytes", "largest WebSocket frame; larger closes the socket with 1009",
+       &c.max_frame_bytes},
+      {"max_output_bytes", "output queued per socket before it is closed as a slow consumer",
+       &c.max_output_bytes},
+      {"max_inflight_sends", "sends per socket awaiting their ack before rate_limited",
+       &c.max_inflight_sends},
+      {"commit_queue_max", "operations waiting to commit before unavailable", &c.commit_queue_max},
+      {"commit_batch_max", "operations per group commit", &c.commit_batch_max},
+      {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
+      {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
+      {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
+  };
+}
+
+std::string FlagName(const char* key) {
+  std::string f = "--";
+  for (const char* p = key; *p; ++p) f.push_back(*p == '_' ? '-' : *p);
+  return f;
+}
+
+Status ApplyToml(const std::string& path, Config& cfg) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status(ErrorCode::kBadRequest, "config " + path + ": " + std::string(e.description()));
+  }
+  auto options = Options(cfg);
+  for (auto&& [key, node] : t) {
+    auto it = std::find_if(options.begin(), options.end(),
+                           [&](const Option& o) { return key.str() == o.name; });
+    if (it == options.end())
+      return Status(ErrorCode::kBadRequest, "config " + path + ": unknown key " + std::string(key.str()));
+    bool ok = std::visit(
+        [&](auto* field) {
+          using T = std::remove_pointer_t<decltype(field)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            auto v = node.value<std::string>();
+            if (v) *field = *v;
+            return v.has_value();
+          } else {
+            auto v = node.value<int64_t>();
+            if (!v || *v < 0) return false;
+            *field = static_cast<T>(*v);
+            return true;
+          }
+        },
+        it->field);
+    if (!ok)
+      return Status(ErrorCode::kBadRequest, "config " + path + ": bad value for " + std::string(key.str()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Config::ParseListen(std::string* host, uint16_t* port) const {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return Status(ErrorCode::kBadRequest, "--listen needs HOST:PORT");
+  *host = listen.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']')
+    *host = host->substr(1, host->size() - 2);
+  try {
+    int p = std::stoi(listen.substr(colon + 1));
+    if (p < 0 || p > 65535) throw std::out_of_range("port");
+    *port = static_cast<uint16_t>(p);
+  } catch (...) {
+    return Status(ErrorCode::kBadRequest, "--listen needs a port number 0-65535");
+  }
+  return Status::Ok();
+}
+
+Result<Config> ParseCommandLine(int argc, char** argv, int* exit_code) {
+  Config defaults;
+  Config flags;  // what the command line says, bound to CLI11
+  CLI::App app{"pigeond: the pigeon messaging server (embedded RocksDB store)"};
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML file with any of the options below (keys use '_')");
+  auto options = Options(flags);
+  std::vector<CLI::Option*> bound;
+  for (auto& o : options) {
+    std::visit(
+        [&](auto* field) {
+          bound.push_back(app.add_option(FlagName(o.name), *field, o.help)->capture_default_str());
+        },
+        o.field);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *exit_code = app.exit(e);
+    return Status(ErrorCode::kBadRequest, "command line");
+  }
+  Config cfg = defaults;
+  if (!config_path.empty()) {
+    auto s = ApplyToml(config_path, cfg);
+    if (!s.ok()) {
+      std::cerr << s.message() << "\n";
+      *exit_code = 2;
+      return s;
+    }
+  }
+  // Flags given on the command line win over the file.
+  auto target = Options(cfg);
+  for (size_t i = 0; i < options.size(); ++i) {
+    if (bound[i]->count() == 0) continue;
+    std::visit(
+        [&](auto* from) {
+          using P = decltype(from);
+          *std::get<P>(target[i].field) = *from;
+        },
+        options[i].field);
+  }
+  return cfg;
+}
+
+}  // namespace pigeon

@@ -1,0 +1,36 @@
+// pigeond's configuration: defaults here, then the TOML file (--config), then
+// command-line flags, each overriding the one before.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+
+namespace pigeon {
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT for HTTP and WebSocket
+  std::string data_dir = "./pigeon-data";  // the RocksDB store
+  std::string log_level = "info";          // trace, debug, info, warn, error
+  uint32_t network_threads = 0;            // 0: one per core
+  uint32_t worker_threads = 2;             // store reads, password hashing
+  uint64_t max_body_bytes = 65536;         // message body, bytes of UTF-8; larger: too_large
+  uint64_t max_frame_bytes = 1 << 20;      // WebSocket frame hard limit; larger: close 1009
+  uint64_t max_output_bytes = 8 << 20;     // per-socket output queue; past it the socket closes
+  uint64_t max_inflight_sends = 4096;      // un-acked sends per socket; past it rate_limited
+  uint64_t commit_queue_max = 100000;      // ops waiting to commit; past it unavailable
+  uint64_t commit_batch_max = 8192;        // ops per group commit
+  uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
+  uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
+  uint64_t drain_grace_ms = 2000;          // SIGTERM: time given to close frames to flush
+
+  // Splits `listen` into host and port.
+  Status ParseListen(std::string* host, uint16_t* port) const;
+};
+
+// Parses argv; `exit_code` is set when the process should exit at once
+// (--help, or an error, already printed).
+Result<Config> ParseCommandLine(int argc, char** argv, int* exit_code);
+
+}  // namespace pigeon

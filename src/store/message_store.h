@@ -1,0 +1,171 @@
+// MessageStore: the durable state of pigeon (accounts, device sessions,
+// conversations, messages, feeds, dedup keys). Implemented by the embedded
+// RocksDB backend; a PostgreSQL backend implements the same contract, and the
+// contract tests (store_contract_test.cc) run against every backend.
+//
+// Writes: Commit() applies a batch of WriteOps as ONE atomic and durable unit
+// (one fsync'd WAL write, or one replicated transaction). It is the group
+// commit: the CommitPipeline collects ops from every socket and calls Commit
+// from a single thread. Commit is not safe to call concurrently with itself;
+// reads are safe from any thread, concurrently with Commit.
+//
+// Ordering: within a batch, ops take effect in order. `seq` of a conversation
+// and each user's feed positions are assigned inside Commit, so they follow
+// commit order with no gaps.
+//
+// Errors: an op that is refused (conflict, forbidden, not_found) gets its own
+// status and the rest of the batch still commits. If the write itself fails,
+// Commit returns the error and nothing of the batch is durable.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/cursor.h"
+#include "core/status.h"
+
+namespace pigeon {
+
+struct UserRecord {
+  std::string user_id;
+  std::string password_hash;  // Argon2id, libsodium's crypto_pwhash_str format
+  int64_t created_ms = 0;
+  int64_t last_seen_ms = 0;  // 0: never connected
+};
+
+struct DeviceSession {
+  std::string user_id;
+  std::string device_id;
+};
+
+struct Conversation {
+  std::string id;
+  std::vector<std::string> members;  // sorted
+  uint64_t last_seq = 0;
+  bool HasMember(std::string_view user) const {
+    for (auto& m : members)
+      if (m == user) return true;
+    return false;
+  }
+};
+
+struct ConversationSummary {
+  std::string id;
+  std::vector<std::string> members;
+  uint64_t last_seq = 0;
+  uint64_t read_seq = 0;  // the asking user's own read mark
+};
+
+struct StoredMessage {
+  std::string conversation_id;
+  uint64_t seq = 0;
+  std::string sender;
+  std::string body;
+  int64_t ts = 0;  // commit time, ms
+  std::string client_msg_id;
+};
+
+struct FeedEntry {
+  enum class Kind : uint8_t { kMessage = 1 };
+  FeedPos pos = 0;
+  Kind kind = Kind::kMessage;
+  StoredMessage message;
+};
+
+struct FeedPage {
+  std::vector<FeedEntry> entries;  // positions ascending, all > the `after` asked
+  bool has_more = false;
+};
+
+// ---- write operations -------------------------------------------------------
+namespace op {
+// conflict if the user exists.
+struct CreateUser {
+  std::string user_id;
+  std::string password_hash;
+};
+// Registers a device and its token (a login). not_found if the user is gone.
+struct CreateSession {
+  std::string user_id;
+  std::string device_id;
+  std::string device_name;
+  std::string token_hash;
+};
+// Revokes a token (a logout); the result carries the DeviceSession it ended.
+struct DeleteSession {
+  std::string token_hash;
+};
+// Creates (or finds) the 1:1 conversation; not_found if the peer is unknown.
+struct OpenDirectConversation {
+  std::string user_id;
+  std::string peer_id;
+};
+// Appends a message: dedup on (sender, client_msg_id) first (a repeat returns
+// the original, duplicate = true, and writes nothing); forbidden if the sender
+// is not a member or the conversation does not exist. Otherwise assigns seq,
+// stores the message once and appends an entry to every member's feed.
+struct AppendMessage {
+  std::string sender;
+  std::string conversation_id;
+  std::string client_msg_id;
+  std::string body;
+};
+// A device confirms it holds its feed up to `pos` (never moves back; clamped
+// to the feed's head).
+struct ConfirmFeed {
+  std::string user_id;
+  std::string device_id;
+  FeedPos pos;
+};
+}  // namespace op
+
+using WriteOp = std::variant<op::CreateUser, op::CreateSession, op::DeleteSession,
+                             op::OpenDirectConversation, op::AppendMessage, op::ConfirmFeed>;
+
+struct Delivery {
+  std::string user_id;
+  FeedPos pos;
+};
+
+struct AppendResult {
+  StoredMessage message;
+  bool duplicate = false;
+  std::vector<Delivery> fanout;  // one per member; empty for a duplicate
+};
+
+struct OpResult {
+  Status status;
+  std::variant<std::monostate, Conversation, AppendResult, DeviceSession> value;
+};
+
+class MessageStore {
+ public:
+  virtual ~MessageStore() = default;
+
+  // See the file comment. `now_ms` is the commit time stamped on messages.
+  // On success `results` has one entry per op, in order.
+  virtual Status Commit(std::span<const WriteOp> ops, int64_t now_ms,
+                        std::vector<OpResult>* results) = 0;
+
+  virtual Result<UserRecord> GetUser(std::string_view user_id) = 0;
+  // unauthorized when the token is unknown or revoked.
+  virtual Result<DeviceSession> LookupToken(std::string_view token_hash) = 0;
+  // not_found when there is no such conversation.
+  virtual Result<Conversation> GetConversation(std::string_view conversation_id) = 0;
+  virtual Result<std::vector<ConversationSummary>> ListConversations(std::string_view user_id) = 0;
+  // Newest first, seq < before_seq, at most `limit`.
+  virtual Result<std::vector<StoredMessage>> History(std::string_view conversation_id,
+                                                     uint64_t before_seq, size_t limit) = 0;
+  // Entries with position > after, at most `limit`.
+  virtual Result<FeedPage> ReadFeed(std::string_view user_id, FeedPos after, size_t limit) = 0;
+  // The position of the user's latest feed entry (0 when empty).
+  virtual Result<FeedPos> FeedHead(std::string_view user_id) = 0;
+  // ok when the store answers (readiness).
+  virtual Status Check() = 0;
+};
+
+}  // namespace pigeon

@@ -1,0 +1,75 @@
+// The embedded MessageStore: one RocksDB database in --data-dir, every Commit
+// one WriteBatch written with sync=true (WAL fdatasync'd) before it returns.
+//
+// Keys (one column family, a one-byte tag first; user ids never hold '\0'):
+//   U user                       -> UserRecord
+//   T token_hash(32)             -> user '\0' device
+//   D user '\0' device           -> varint confirmed_pos, lp name, lp token_hash
+//   C conversation_id            -> Conversation (members, last_seq)
+//   L user '\0' conversation_id  -> ''  (the user's conversations)
+//   M conversation_id '\0' seq8  -> StoredMessage          (seq8: big-endian)
+//   X sender '\0' client_msg_id  -> lp conversation_id, varint seq (dedup)
+//   F user '\0' pos8             -> kind, lp conversation_id, varint seq (the feed)
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "store/message_store.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace pigeon {
+
+class RocksStore final : public MessageStore {
+ public:
+  struct Options {
+    std::string path;
+    size_t block_cache_bytes = 128 << 20;
+    // Hot conversations and feed heads the committer keeps in memory; past
+    // this many entries the cache is dropped and refilled from the store.
+    size_t max_cached = 200000;
+  };
+  static Result<std::unique_ptr<RocksStore>> Open(const Options& options);
+  ~RocksStore() override;
+
+  Status Commit(std::span<const WriteOp> ops, int64_t now_ms,
+                std::vector<OpResult>* results) override;
+  Result<UserRecord> GetUser(std::string_view user_id) override;
+  Result<DeviceSession> LookupToken(std::string_view token_hash) override;
+  Result<Conversation> GetConversation(std::string_view conversation_id) override;
+  Result<std::vector<ConversationSummary>> ListConversations(std::string_view user_id) override;
+  Result<std::vector<StoredMessage>> History(std::string_view conversation_id, uint64_t before_seq,
+                                             size_t limit) override;
+  Result<FeedPage> ReadFeed(std::string_view user_id, FeedPos after, size_t limit) override;
+  Result<FeedPos> FeedHead(std::string_view user_id) override;
+  Status Check() override;
+
+ private:
+  RocksStore(std::unique_ptr<rocksdb::DB> db, Options options);
+
+  // Committer-only state and helpers (see Commit).
+  bool GetKey(const std::string& key, std::string* value);
+  void PutKey(rocksdb::WriteBatch& batch, std::string key, std::string value);
+  void DeleteKey(rocksdb::WriteBatch& batch, std::string key);
+  Conversation* LoadConversation(const std::string& id);
+  FeedPos& Head(const std::string& user);
+  FeedPos ReadHead(std::string_view user);
+  OpResult Apply(rocksdb::WriteBatch& batch, const WriteOp& op, int64_t now_ms);
+
+  std::unique_ptr<rocksdb::DB> db_;
+  Options options_;
+  // Keys written by the batch being built: read-your-writes inside a batch.
+  std::unordered_map<std::string, std::optional<std::string>> overlay_;
+  std::unordered_map<std::string, Conversation> conversations_;
+  std::unordered_set<std::string> dirty_conversations_;
+  std::unordered_map<std::string, FeedPos> heads_;
+};
+
+}  // namespace pigeon
