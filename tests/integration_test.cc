@@ -1,0 +1,509 @@
+// Black-box tests: the real pigeond on a loopback port, the real protocol
+// over real sockets. Each test names the behaviour it checks.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "test_client.h"
+
+namespace pigeon::test {
+namespace {
+
+std::string S(const json::value& v) { return std::string(v.as_string()); }
+int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
+
+json::object SendFrameJson(const std::string& conv, const std::string& cmid, const std::string& body) {
+  return json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
+}
+
+class Pigeon : public ::testing::Test {
+ protected:
+  void SetUp() override { server_.Start(); }
+  uint16_t port() const { return server_.port(); }
+
+  // All feed entries of `a` after `since`, following next_cursor.
+  std::vector<json::object> ReadWholeFeed(const Account& a, std::string since = "", int limit = 100) {
+    std::vector<json::object> out;
+    for (int guard = 0; guard < 10000; ++guard) {
+      std::string target = "/api/v1/messages?limit=" + std::to_string(limit);
+      if (!since.empty()) target += "&since=" + since;
+      auto r = Http(port(), "GET", target, "", a.token);
+      EXPECT_EQ(r.status, 200) << r.body;
+      for (auto& m : r.json.at("messages").as_array()) out.push_back(m.as_object());
+      since = S(r.json.at("next_cursor"));
+      if (!r.json.at("has_more").as_bool()) break;
+    }
+    return out;
+  }
+
+  TestServer server_;
+};
+
+TEST_F(Pigeon, LiveMessageReachesOnlineRecipientAfterAck) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token), wb = WsClient::Connect(port(), bob.token);
+  ASSERT_TRUE(wa && wb);
+  wa->SendJson(SendFrameJson(conv, "m1", "hello \"bob\" \u00e9"));
+  auto ack = wa->NextOfType("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(S(ack->at("client_msg_id")), "m1");
+  EXPECT_EQ(S(ack->at("conversation_id")), conv);
+  EXPECT_EQ(I(ack->at("seq")), 1);
+  auto msg = wb->NextOfType("message");
+  ASSERT_TRUE(msg);
+  EXPECT_EQ(S(msg->at("body")), "hello \"bob\" \u00e9");
+  EXPECT_EQ(S(msg->at("sender")), "alice");
+  EXPECT_EQ(S(msg->at("server_msg_id")), S(ack->at("server_msg_id")));
+  EXPECT_EQ(I(msg->at("seq")), 1);
+  EXPECT_EQ(I(msg->at("ts")), I(ack->at("ts")));
+  EXPECT_TRUE(msg->contains("cursor"));
+  // The same ts and id in the feed and the history.
+  auto feed = ReadWholeFeed(bob);
+  ASSERT_EQ(feed.size(), 1u);
+  EXPECT_EQ(I(feed[0].at("ts")), I(ack->at("ts")));
+  EXPECT_EQ(S(feed[0].at("cursor")), S(msg->at("cursor")));
+  auto hist = Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages", "", bob.token);
+  ASSERT_EQ(hist.status, 200);
+  EXPECT_EQ(I(hist.json.at("messages").as_array()[0].at("ts")), I(ack->at("ts")));
+  EXPECT_FALSE(hist.json.at("messages").as_array()[0].as_object().contains("cursor"));
+}
+
+TEST_F(Pigeon, SendersOtherDevicesGetTheirOwnMessages) {
+  auto phone = Login(port(), "alice"), laptop = Login(port(), "alice");
+  Login(port(), "bob");
+  EXPECT_NE(phone.device_id, laptop.device_id);
+  auto conv = OpenConversation(port(), phone, "bob");
+  auto wp = WsClient::Connect(port(), phone.token), wl = WsClient::Connect(port(), laptop.token);
+  wp->SendJson(SendFrameJson(conv, "x", "from phone"));
+  ASSERT_TRUE(wp->NextOfType("ack"));
+  auto copy = wl->NextOfType("message");
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(S(copy->at("body")), "from phone");
+  EXPECT_EQ(S(copy->at("sender")), "alice");
+}
+
+TEST_F(Pigeon, RetryWithSameClientMsgIdFromAnotherDeviceCreatesNothing) {
+  auto phone = Login(port(), "alice"), laptop = Login(port(), "alice");
+  auto bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), phone, "bob");
+  auto wp = WsClient::Connect(port(), phone.token);
+  wp->SendJson(SendFrameJson(conv, "same-key", "first"));
+  auto ack1 = wp->NextOfType("ack");
+  ASSERT_TRUE(ack1);
+  wp.reset();  // a reconnect...
+  auto wl = WsClient::Connect(port(), laptop.token);
+  wl->SendJson(SendFrameJson(conv, "same-key", "a different body"));
+  auto ack2 = wl->NextOfType("ack");
+  ASSERT_TRUE(ack2);
+  EXPECT_EQ(S(ack2->at("server_msg_id")), S(ack1->at("server_msg_id")));
+  EXPECT_EQ(I(ack2->at("seq")), I(ack1->at("seq")));
+  EXPECT_EQ(I(ack2->at("ts")), I(ack1->at("ts")));
+  auto feed = ReadWholeFeed(bob);
+  ASSERT_EQ(feed.size(), 1u);
+  EXPECT_EQ(S(feed[0].at("body")), "first");
+  // Sends pipelined with a repeated key in one batch: still one message.
+  for (int i = 0; i < 5; ++i) wl->SendJson(SendFrameJson(conv, "burst", "b"));
+  std::set<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto a = wl->NextOfType("ack");
+    ASSERT_TRUE(a);
+    ids.insert(S(a->at("server_msg_id")));
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(ReadWholeFeed(bob).size(), 2u);
+}
+
+TEST_F(Pigeon, OfflineRecipientCatchesUpWithPagination) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token);
+  for (int i = 0; i < 25; ++i) wa->SendJson(SendFrameJson(conv, "m" + std::to_string(i), "body " + std::to_string(i)));
+  for (int i = 0; i < 25; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
+
+  auto first = Http(port(), "GET", "/api/v1/messages?limit=10", "", bob.token);
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.json.at("messages").as_array().size(), 10u);
+  EXPECT_TRUE(first.json.at("has_more").as_bool());
+  EXPECT_TRUE(first.json.at("receipts").as_array().empty());
+  auto all = ReadWholeFeed(bob, "", 10);
+  ASSERT_EQ(all.size(), 25u);
+  for (int i = 0; i < 25; ++i) {
+    EXPECT_EQ(I(all[i].at("seq")), i + 1);
+    EXPECT_EQ(S(all[i].at("body")), "body " + std::to_string(i));
+    EXPECT_EQ(S(all[i].at("type")), "message");
+  }
+  // Nothing new after the last cursor: next_cursor is the cursor itself.
+  auto last = S(all.back().at("cursor"));
+  auto none = Http(port(), "GET", "/api/v1/messages?since=" + last, "", bob.token);
+  EXPECT_TRUE(none.json.at("messages").as_array().empty());
+  EXPECT_EQ(S(none.json.at("next_cursor")), last);
+  EXPECT_FALSE(none.json.at("has_more").as_bool());
+  // limit is clamped, not refused, above 1000.
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/messages?limit=5000", "", bob.token).status, 200);
+}
+
+TEST_F(Pigeon, EmptyFeedGivesAStartCursor) {
+  auto bob = Login(port(), "bob");
+  auto r = Http(port(), "GET", "/api/v1/messages", "", bob.token);
+  ASSERT_EQ(r.status, 200);
+  auto start = S(r.json.at("next_cursor"));
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/messages?since=" + start, "", bob.token).status, 200);
+  auto ws = WsClient::Connect(port(), bob.token, start);
+  EXPECT_TRUE(ws);
+}
+
+TEST_F(Pigeon, SinceReplaysTheFeedThenGoesLiveWithoutGapOrRepeat) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token);
+  for (int i = 1; i <= 30; ++i) wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
+  auto feed = ReadWholeFeed(bob);
+  ASSERT_EQ(feed.size(), 30u);
+  // Reconnect from the 10th entry while alice keeps sending.
+  std::thread sender([&] {
+    for (int i = 31; i <= 60; ++i) wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
+  });
+  auto wb = WsClient::Connect(port(), bob.token, S(feed[9].at("cursor")));
+  ASSERT_TRUE(wb);
+  sender.join();
+  for (int expect = 11; expect <= 60; ++expect) {
+    auto m = wb->NextOfType("message");
+    ASSERT_TRUE(m) << "missing seq " << expect;
+    ASSERT_EQ(I(m->at("seq")), expect);
+  }
+  EXPECT_FALSE(wb->NextOfType("message", 300));
+}
+
+TEST_F(Pigeon, TwoDevicesSendingConcurrentlyKeepOneOrderForEveryone) {
+  auto phone = Login(port(), "alice"), laptop = Login(port(), "alice");
+  auto bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), phone, "bob");
+  auto wb = WsClient::Connect(port(), bob.token);
+  auto wb2 = WsClient::Connect(port(), Login(port(), "bob").token);
+  const int kEach = 150;
+  std::vector<int64_t> seqs[2];
+  auto run = [&](const Account& a, int which) {
+    auto w = WsClient::Connect(port(), a.token);
+    for (int i = 0; i < kEach; ++i) w->SendJson(SendFrameJson(conv, std::to_string(which) + "-" + std::to_string(i), "x"));
+    for (int i = 0; i < kEach; ++i) {
+      auto ack = w->NextOfType("ack");
+      ASSERT_TRUE(ack);
+      seqs[which].push_back(I(ack->at("seq")));
+    }
+  };
+  std::thread t1(run, phone, 0), t2(run, laptop, 1);
+  t1.join();
+  t2.join();
+  std::set<int64_t> all(seqs[0].begin(), seqs[0].end());
+  all.insert(seqs[1].begin(), seqs[1].end());
+  ASSERT_EQ(all.size(), 2u * kEach);
+  EXPECT_EQ(*all.begin(), 1);
+  EXPECT_EQ(*all.rbegin(), 2 * kEach);
+  // Each device's own sends get increasing seqs (commit order = send order).
+  for (auto& s : seqs) EXPECT_TRUE(std::is_sorted(s.begin(), s.end()));
+  for (auto* w : {wb.get(), wb2.get()}) {
+    for (int expect = 1; expect <= 2 * kEach; ++expect) {
+      auto m = w->NextOfType("message");
+      ASSERT_TRUE(m);
+      ASSERT_EQ(I(m->at("seq")), expect);
+    }
+  }
+}
+
+TEST_F(Pigeon, ConversationIdIsTheSameForBothSidesEveryTime) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto c1 = OpenConversation(port(), alice, "bob");
+  auto c2 = OpenConversation(port(), bob, "alice");
+  EXPECT_EQ(c1, c2);
+  EXPECT_EQ(OpenConversation(port(), alice, "bob"), c1);
+  auto list = Http(port(), "GET", "/api/v1/conversations", "", bob.token);
+  ASSERT_EQ(list.status, 200);
+  auto& arr = list.json.at("conversations").as_array();
+  ASSERT_EQ(arr.size(), 1u);
+  EXPECT_EQ(S(arr[0].at("conversation_id")), c1);
+  EXPECT_EQ(I(arr[0].at("last_seq")), 0);
+  EXPECT_EQ(I(arr[0].at("read_seq")), 0);
+  EXPECT_EQ(arr[0].at("members").as_array().size(), 2u);
+}
+
+TEST_F(Pigeon, HistoryPagesBackwardsNewestFirst) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token);
+  for (int i = 1; i <= 12; ++i) wa->SendJson(SendFrameJson(conv, std::to_string(i), std::to_string(i)));
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
+  auto page = Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?limit=5", "", bob.token);
+  ASSERT_EQ(page.status, 200);
+  auto& m = page.json.at("messages").as_array();
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_EQ(I(m[0].at("seq")), 12);
+  EXPECT_EQ(I(m[4].at("seq")), 8);
+  auto older = Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?before_seq=8&limit=100", "", bob.token);
+  auto& o = older.json.at("messages").as_array();
+  ASSERT_EQ(o.size(), 7u);
+  EXPECT_EQ(I(o[0].at("seq")), 7);
+  EXPECT_EQ(I(o[6].at("seq")), 1);
+  auto list = Http(port(), "GET", "/api/v1/conversations", "", alice.token);
+  EXPECT_EQ(I(list.json.at("conversations").as_array()[0].at("last_seq")), 12);
+}
+
+TEST_F(Pigeon, NonMembersAreRefused) {
+  auto alice = Login(port(), "alice"), carol = Login(port(), "carol");
+  Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wc = WsClient::Connect(port(), carol.token);
+  wc->SendJson(SendFrameJson(conv, "sneak", "hi"));
+  auto e = wc->NextOfType("error");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(S(e->at("code")), "forbidden");
+  EXPECT_EQ(S(e->at("client_msg_id")), "sneak");
+  wc->SendJson(SendFrameJson("doesnotexist", "sneak2", "hi"));
+  e = wc->NextOfType("error");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(S(e->at("code")), "forbidden");
+  wc->SendJson(json::object{{"type", "typing"}, {"conversation_id", conv}, {"state", "composing"}});
+  e = wc->NextOfType("error");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(S(e->at("code")), "forbidden");
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages", "", carol.token).status, 403);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations/nope/messages", "", carol.token).status, 403);
+  // Nothing was written.
+  auto list = Http(port(), "GET", "/api/v1/conversations", "", alice.token);
+  EXPECT_EQ(I(list.json.at("conversations").as_array()[0].at("last_seq")), 0);
+}
+
+TEST_F(Pigeon, TokensAreCheckedAndLogoutClosesSockets) {
+  auto alice = Login(port(), "alice");
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations").status, 401);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", "not-a-token").status, 401);
+  int status = 0;
+  EXPECT_FALSE(WsClient::Connect(port(), "not-a-token", "", &status));
+  EXPECT_EQ(status, 401);
+  EXPECT_FALSE(WsClient::Connect(port(), alice.token, "garbage", &status));
+  EXPECT_EQ(status, 400);
+  auto wrong = Http(port(), "POST", "/api/v1/sessions", R"({"username":"alice","password":"wrong-password"})");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_EQ(S(wrong.json.at("error").at("code")), "unauthorized");
+  EXPECT_EQ(Http(port(), "POST", "/api/v1/sessions", R"({"username":"nobody","password":"whatever1"})").status, 401);
+
+  auto ws = WsClient::Connect(port(), alice.token, "", nullptr, /*token_in_query=*/true);
+  ASSERT_TRUE(ws);
+  auto other = Login(port(), "alice");
+  auto ws_other = WsClient::Connect(port(), other.token);
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/sessions/current", "", alice.token).status, 204);
+  EXPECT_EQ(ws->WaitClose(), 4001);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", alice.token).status, 401);
+  // The user's other device is untouched.
+  ws_other->SendJson(json::object{{"type", "ping"}});
+  EXPECT_TRUE(ws_other->NextOfType("pong"));
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", other.token).status, 200);
+}
+
+TEST_F(Pigeon, BadFramesGetErrorsAndTheSocketLives) {
+  auto alice = Login(port(), "alice");
+  Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto ws = WsClient::Connect(port(), alice.token);
+  struct Case {
+    std::string frame;
+    std::string code;
+    std::string cmid;
+  };
+  std::string big(65537, 'x');
+  std::vector<Case> cases = {
+      {"not json", "bad_request", ""},
+      {"[1,2]", "bad_request", ""},
+      {"\"str\"", "bad_request", ""},
+      {"{}", "bad_request", ""},
+      {R"({"type":42})", "bad_request", ""},
+      {R"({"type":"launch_rockets"})", "bad_request", ""},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c1"})", "bad_request", "c1"},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c2","body":7})", "bad_request", "c2"},
+      {R"({"type":"send","conversation_id":5,"client_msg_id":"c3","body":"x"})", "bad_request", "c3"},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"","body":"x"})", "bad_request", ""},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":")" + std::string(65, 'k') + R"(","body":"x"})", "bad_request", std::string(65, 'k')},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c4","body":")" + big + R"("})", "too_large", "c4"},
+      {R"({"type":"received","cursor":"nope"})", "bad_request", ""},
+      {R"({"type":"received"})", "bad_request", ""},
+      {R"({"type":"typing","conversation_id":")" + conv + R"(","state":"dancing"})", "bad_request", ""},
+      {R"({"type":"read","conversation_id":")" + conv + R"(","seq":-1})", "bad_request", ""},
+  };
+  for (auto& c : cases) {
+    ws->SendText(c.frame);
+    auto e = ws->NextOfType("error");
+    ASSERT_TRUE(e) << c.frame.substr(0, 80);
+    EXPECT_EQ(S(e->at("code")), c.code) << c.frame.substr(0, 80);
+    if (!c.cmid.empty()) {
+      EXPECT_EQ(S(e->at("client_msg_id")), c.cmid) << c.frame.substr(0, 80);
+    }
+  }
+  ws->SendFrame(ws::kBinary, "\x01\x02");
+  auto e = ws->NextOfType("error");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(S(e->at("code")), "bad_request");
+  // A body of exactly the limit is fine; the socket still works.
+  ws->SendJson(SendFrameJson(conv, "ok", std::string(65536, 'y')));
+  auto ack = ws->NextOfType("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(I(ack->at("seq")), 1);
+  ws->SendJson(json::object{{"type", "ping"}});
+  EXPECT_TRUE(ws->NextOfType("pong"));
+}
+
+TEST_F(Pigeon, FrameOverTheHardLimitClosesWith1009) {
+  auto alice = Login(port(), "alice");
+  auto ws = WsClient::Connect(port(), alice.token);
+  std::string header;
+  ws::AppendFrameHeader(header, ws::kText, (1 << 20) + 1);
+  header[1] = static_cast<char>(header[1] | 0x80);  // masked
+  header.append("\0\0\0\0", 4);
+  ws->SendBytes(header);
+  EXPECT_EQ(ws->WaitClose(), 1009);
+}
+
+TEST_F(Pigeon, ProtocolViolationsCloseWithTheRightCode) {
+  auto alice = Login(port(), "alice");
+  {
+    auto ws = WsClient::Connect(port(), alice.token);
+    std::string unmasked;
+    ws::AppendFrame(unmasked, ws::kText, "{}");
+    ws->SendBytes(unmasked);
+    EXPECT_EQ(ws->WaitClose(), 1002);
+  }
+  {
+    auto ws = WsClient::Connect(port(), alice.token);
+    ws->SendText("\xff\xfe");
+    EXPECT_EQ(ws->WaitClose(), 1007);
+  }
+  {
+    // A message in fragments with a ping between them is fine.
+    auto ws = WsClient::Connect(port(), alice.token);
+    uint8_t mask[4] = {1, 2, 3, 4};
+    std::string f;
+    std::string part1 = R"({"type":)", part2 = R"("ping"})";
+    ws::AppendFrame(f, ws::kText, part1, mask);
+    f[0] = static_cast<char>(f[0] & 0x7f);  // not FIN
+    ws::AppendFrame(f, ws::kPing, "hb", mask);
+    std::string last;
+    ws::AppendFrame(last, ws::kContinuation, part2, mask);
+    ws->SendBytes(f + last);
+    EXPECT_TRUE(ws->NextOfType("pong"));
+    ws->SendFrame(ws::kClose, ws::ClosePayload(1000, "bye"));
+    EXPECT_EQ(ws->WaitClose(), 1000);
+  }
+}
+
+TEST_F(Pigeon, BadHttpInputGetsJsonErrors) {
+  auto alice = Login(port(), "alice");
+  Login(port(), "bob");
+  struct Case {
+    std::string method, target, body, token;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"POST", "/api/v1/users", "{", "", 400},
+      {"POST", "/api/v1/users", R"({"username":"Alice2","password":"password1"})", "", 400},
+      {"POST", "/api/v1/users", R"({"username":"ab","password":"password1"})", "", 400},
+      {"POST", "/api/v1/users", R"({"username":"dave","password":"short"})", "", 400},
+      {"POST", "/api/v1/users", R"({"username":"dave","password":")" + std::string(257, 'p') + "\"}", "", 400},
+      {"POST", "/api/v1/users", R"({"username":"alice","password":"password1"})", "", 409},
+      {"POST", "/api/v1/users", R"({"username":5,"password":"password1"})", "", 400},
+      {"POST", "/api/v1/conversations", R"({"peer":"alice"})", alice.token, 400},
+      {"POST", "/api/v1/conversations", R"({"peer":"ghost"})", alice.token, 404},
+      {"POST", "/api/v1/conversations", R"({"peer":"GHOST"})", alice.token, 400},
+      {"POST", "/api/v1/conversations", R"([])", alice.token, 400},
+      {"GET", "/api/v1/messages?limit=0", "", alice.token, 400},
+      {"GET", "/api/v1/messages?limit=abc", "", alice.token, 400},
+      {"GET", "/api/v1/messages?since=f123", "", alice.token, 400},
+      {"GET", "/api/v1/nothing-here", "", alice.token, 404},
+      {"GET", "/api/v1/ws", "", alice.token, 400},
+  };
+  for (auto& c : cases) {
+    auto r = Http(port(), c.method, c.target, c.body, c.token);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target << " " << c.body.substr(0, 60);
+    ASSERT_TRUE(r.json.is_object()) << r.body;
+    EXPECT_TRUE(r.json.at("error").at("code").is_string());
+    EXPECT_TRUE(r.json.at("error").at("message").is_string());
+  }
+  auto huge = Http(port(), "POST", "/api/v1/users", std::string(2 << 20, ' '));
+  EXPECT_EQ(huge.status, 413);
+  auto garbage = RawHttp(port(), "THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_EQ(garbage.status, 400);
+  // And the server is fine.
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+}
+
+TEST_F(Pigeon, HealthReadinessAndMetrics) {
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(Http(port(), "GET", "/readyz").status, 200);
+  auto alice = Login(port(), "alice");
+  Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto ws = WsClient::Connect(port(), alice.token);
+  ws->SendJson(SendFrameJson(conv, "1", "x"));
+  ASSERT_TRUE(ws->NextOfType("ack"));
+  ws->SendText("nope");
+  ASSERT_TRUE(ws->NextOfType("error"));
+  auto m = Http(port(), "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("pigeon_open_sockets 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("pigeon_messages_committed_total 1"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_commit_batch_ops_bucket"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_commit_seconds_bucket"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_errors_total{code=\"bad_request\"} 1"), std::string::npos);
+}
+
+TEST_F(Pigeon, KeepAliveServesSeveralRequestsOnOneConnection) {
+  std::string two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  // RawHttp reads only the first response; the second must not break anything.
+  EXPECT_EQ(RawHttp(port(), two).status, 200);
+}
+
+TEST_F(Pigeon, SlowConsumerIsDisconnectedNotBuffered) {
+  server_.Terminate();
+  TestServer small({"--max-output-bytes", "65536"});
+  small.Start();
+  auto alice = Login(small.port(), "alice"), bob = Login(small.port(), "bob");
+  auto conv = OpenConversation(small.port(), alice, "bob");
+  auto slow = WsClient::Connect(small.port(), bob.token);  // never reads
+  auto wa = WsClient::Connect(small.port(), alice.token);
+  const std::string body(60000, 'z');
+  for (int i = 0; i < 400; ++i) {
+    wa->SendJson(SendFrameJson(conv, std::to_string(i), body));
+    ASSERT_TRUE(wa->NextOfType("ack", 10000));
+  }
+  auto m = Http(small.port(), "GET", "/metrics");
+  EXPECT_NE(m.body.find("pigeon_slow_consumer_closes_total 1"), std::string::npos);
+  // Nothing is lost: the feed has all of it.
+  auto r = Http(small.port(), "GET", "/api/v1/messages?limit=1000", "", bob.token);
+  EXPECT_EQ(r.json.at("messages").as_array().size(), 400u);
+}
+
+TEST_F(Pigeon, SigtermClosesSocketsWith1001AndExitsZero) {
+  auto alice = Login(port(), "alice");
+  auto ws = WsClient::Connect(port(), alice.token);
+  std::thread stop([&] { EXPECT_EQ(server_.Terminate(), 0); });
+  EXPECT_EQ(ws->WaitClose(), 1001);
+  stop.join();
+}
+
+TEST_F(Pigeon, DataSurvivesARestart) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto ws = WsClient::Connect(port(), alice.token);
+  ws->SendJson(SendFrameJson(conv, "k", "persisted"));
+  ASSERT_TRUE(ws->NextOfType("ack"));
+  ws.reset();
+  ASSERT_EQ(server_.Terminate(), 0);
+  server_.Start();
+  auto feed = ReadWholeFeed(bob);
+  ASSERT_EQ(feed.size(), 1u);
+  EXPECT_EQ(S(feed[0].at("body")), "persisted");
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+}
+
+}  // namespace
+}  // namespace pigeon::test

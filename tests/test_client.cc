@@ -1,0 +1,384 @@
+#include "test_client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace pigeon::test {
+namespace {
+
+int ConnectTcp(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+void WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) throw std::runtime_error("send failed: " + std::string(strerror(errno)));
+    off += static_cast<size_t>(n);
+  }
+}
+
+// Reads until `fd` has at least something; false on timeout/EOF.
+ssize_t ReadSome(int fd, char* buf, size_t len, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  int r = ::poll(&p, 1, timeout_ms);
+  if (r <= 0) return -2;  // timeout
+  return ::recv(fd, buf, len, 0);
+}
+
+bool PortFree(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Parses one HTTP response out of `buf` if complete.
+bool ParseResponse(const std::string& buf, HttpResult* r, size_t* used) {
+  auto end = buf.find("\r\n\r\n");
+  if (end == std::string::npos) return false;
+  std::istringstream head(buf.substr(0, end));
+  std::string line;
+  std::getline(head, line);
+  r->status = std::stoi(line.substr(9, 3));
+  size_t content_length = 0;
+  while (std::getline(head, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string k = line.substr(0, colon);
+    for (auto& c : k) c = static_cast<char>(std::tolower(c));
+    std::string v = line.substr(colon + 1);
+    while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+    r->headers[k] = v;
+    if (k == "content-length") content_length = std::stoul(v);
+  }
+  if (buf.size() < end + 4 + content_length) return false;
+  r->body = buf.substr(end + 4, content_length);
+  *used = end + 4 + content_length;
+  boost::system::error_code ec;
+  r->json = json::parse(r->body, ec);
+  if (ec) r->json = nullptr;
+  return true;
+}
+
+HttpResult ReadResponse(int fd, std::string* leftover) {
+  std::string buf;
+  char tmp[65536];
+  HttpResult r;
+  size_t used = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!ParseResponse(buf, &r, &used)) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) throw std::runtime_error("HTTP response timed out");
+    ssize_t n = ReadSome(fd, tmp, sizeof(tmp), static_cast<int>(left));
+    if (n == 0 || n == -1) throw std::runtime_error("connection closed before the response");
+    if (n > 0) buf.append(tmp, static_cast<size_t>(n));
+  }
+  if (leftover) *leftover = buf.substr(used);
+  return r;
+}
+
+}  // namespace
+
+// ---- TestServer ---------------------------------------------------------------------
+
+TestServer::TestServer(std::vector<std::string> extra_args) : args_(std::move(extra_args)) {
+  char tmpl[] = "/tmp/pigeon-test.XXXXXX";
+  dir_ = ::mkdtemp(tmpl);
+}
+
+TestServer::~TestServer() {
+  if (pid_ > 0) Kill();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string TestServer::log() const {
+  std::ifstream f(dir_ + "/pigeond.log");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void TestServer::Start() {
+  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (port_ == 0 || attempt > 0) {
+      // Below 32768: outside the kernel's range for outgoing connections.
+      do {
+        port_ = static_cast<uint16_t>(20000 + rng() % 12000);
+      } while (!PortFree(port_));
+    }
+    std::vector<std::string> argv_s = {PIGEOND_PATH, "--listen", "127.0.0.1:" + std::to_string(port_),
+                                       "--data-dir", dir_ + "/data",
+                                       // Cheap password hashing keeps tests fast; the
+                                       // default cost is tested by the unit tests.
+                                       "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"};
+    for (auto& a : args_) argv_s.push_back(a);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int log = ::open((dir_ + "/pigeond.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      std::vector<char*> argv;
+      for (auto& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    // Wait for /healthz, or for the process to die (port taken: try another).
+    for (int i = 0; i < 600; ++i) {
+      int status;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      int fd = ConnectTcp(port_);
+      if (fd >= 0) {
+        ::close(fd);
+        try {
+          if (Http(port_, "GET", "/healthz").status == 200) return;
+        } catch (...) {
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (pid_ > 0) {
+      Kill();
+      throw std::runtime_error("pigeond did not become healthy; log:\n" + log());
+    }
+  }
+  throw std::runtime_error("pigeond would not start; log:\n" + log());
+}
+
+void TestServer::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int TestServer::Terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 1500; ++i) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Kill();
+  return -1;
+}
+
+// ---- HTTP ---------------------------------------------------------------------------
+
+HttpResult RawHttp(uint16_t port, const std::string& raw) {
+  int fd = ConnectTcp(port);
+  if (fd < 0) throw std::runtime_error("connect failed");
+  try {
+    try {
+      WriteAll(fd, raw);
+    } catch (const std::exception&) {
+      // The server may answer (413, 400) and close before reading everything.
+    }
+    auto r = ReadResponse(fd, nullptr);
+    ::close(fd);
+    return r;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body, const std::string& token) {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  req += "Connection: close\r\n\r\n" + body;
+  return RawHttp(port, req);
+}
+
+Account Login(uint16_t port, const std::string& user, const std::string& password) {
+  json::object su{{"username", user}, {"password", password}};
+  auto r = Http(port, "POST", "/api/v1/users", json::serialize(su));
+  if (r.status != 201 && r.status != 409) throw std::runtime_error("sign-up failed: " + r.body);
+  r = Http(port, "POST", "/api/v1/sessions", json::serialize(su));
+  if (r.status != 200) throw std::runtime_error("login failed: " + r.body);
+  auto& o = r.json.as_object();
+  return Account{std::string(o.at("user_id").as_string()), std::string(o.at("token").as_string()),
+                 std::string(o.at("device_id").as_string())};
+}
+
+std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer) {
+  auto r = Http(port, "POST", "/api/v1/conversations", json::serialize(json::object{{"peer", peer}}), a.token);
+  if (r.status != 200) throw std::runtime_error("conversation failed: " + r.body);
+  return std::string(r.json.at("conversation_id").as_string());
+}
+
+// ---- WebSocket --------------------------------------------------------------------
+
+std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& token,
+                                            const std::string& since, int* status,
+                                            bool token_in_query) {
+  int fd = ConnectTcp(port);
+  if (fd < 0) throw std::runtime_error("connect failed");
+  std::string target = "/api/v1/ws";
+  std::string sep = "?";
+  if (token_in_query) {
+    target += sep + "token=" + token;
+    sep = "&";
+  }
+  if (!since.empty()) target += sep + "since=" + since;
+  std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  if (!token_in_query && !token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+  req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  WriteAll(fd, req);
+  std::string leftover;
+  auto r = ReadResponse(fd, &leftover);
+  if (status) *status = r.status;
+  if (r.status != 101) {
+    ::close(fd);
+    return nullptr;
+  }
+  if (r.headers["sec-websocket-accept"] != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+    ::close(fd);
+    throw std::runtime_error("bad Sec-WebSocket-Accept");
+  }
+  std::unique_ptr<WsClient> c(new WsClient(fd));
+  c->in_ = std::move(leftover);
+  return c;
+}
+
+WsClient::~WsClient() { ::close(fd_); }
+
+void WsClient::SendFrame(uint8_t opcode, const std::string& payload) {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  uint32_t m = rng();
+  uint8_t mask[4];
+  std::memcpy(mask, &m, 4);
+  std::string f;
+  ws::AppendFrame(f, opcode, payload, mask);
+  SendBytes(f);
+}
+
+void WsClient::SendText(const std::string& text) { SendFrame(ws::kText, text); }
+
+void WsClient::SendBytes(const std::string& bytes) { WriteAll(fd_, bytes); }
+
+bool WsClient::Pump(int timeout_ms) {
+  if (closed_) return false;
+  // Frames already buffered first.
+  auto consume = [&] {
+    size_t used = reader_.Consume(in_.data(), in_.size(), [&](const ws::Event& ev) {
+      using K = ws::Event::Kind;
+      if (ev.kind == K::kText) {
+        boost::system::error_code ec;
+        auto v = json::parse(std::string(ev.payload), ec);
+        if (ec || !v.is_object()) throw std::runtime_error("server sent non-object text: " + std::string(ev.payload));
+        messages_.push_back(std::move(v.as_object()));
+      } else if (ev.kind == K::kClose) {
+        close_code_ = ev.code;
+        closed_ = true;
+      } else if (ev.kind == K::kError) {
+        throw std::runtime_error("server sent a bad frame");
+      } else if (ev.kind == K::kPing) {
+        SendFrame(ws::kPong, std::string(ev.payload));
+      }
+    });
+    in_.erase(0, used);
+  };
+  consume();
+  if (!messages_.empty() || closed_) return true;
+  char buf[65536];
+  ssize_t n = ReadSome(fd_, buf, sizeof(buf), timeout_ms);
+  if (n == -2) return false;
+  if (n <= 0) {
+    closed_ = true;
+    if (!close_code_) close_code_ = 0;
+    return false;
+  }
+  in_.append(buf, static_cast<size_t>(n));
+  consume();
+  return true;
+}
+
+std::optional<json::object> WsClient::Next(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (messages_.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0 || closed_) return std::nullopt;
+    Pump(static_cast<int>(left));
+  }
+  auto m = std::move(messages_.front());
+  messages_.pop_front();
+  return m;
+}
+
+std::optional<json::object> WsClient::NextOfType(const std::string& type, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return std::nullopt;
+    auto m = Next(static_cast<int>(left));
+    if (!m) return std::nullopt;
+    if (m->at("type").as_string() == type) return m;
+  }
+}
+
+std::optional<uint16_t> WsClient::WaitClose(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!closed_) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return std::nullopt;
+    messages_.clear();
+    Pump(static_cast<int>(left));
+  }
+  return close_code_;
+}
+
+}  // namespace pigeon::test

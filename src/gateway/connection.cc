@@ -21,7 +21,8 @@ using boost::system::error_code;
 // by feed position, so an entry both read and held goes out once, in order.
 struct Connection::CatchUp {
   std::vector<std::pair<FeedPos, SharedFrame>> held;
-  bool reread = false;  // held entries were dropped (overflow): read the store again
+  bool reread = false;        // held entries were dropped (overflow): read the store again
+  bool after_flush = false;   // the next page waits until the output queue drains
 };
 
 Connection::Connection(asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread)
@@ -47,7 +48,9 @@ void Connection::Start() {
 // ---- reading --------------------------------------------------------------------
 
 void Connection::WaitRead() {
-  if (reading_ || (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket)) return;
+  if (reading_ ||
+      (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering))
+    return;
   reading_ = true;
   socket_.async_wait(asio::socket_base::wait_read,
                      [self = shared_from_this()](const error_code& ec) {
@@ -61,11 +64,13 @@ void Connection::OnReadable(const error_code& ec) {
   if (ec) return Abort();
   // A few reads per wake-up, then yield to other sockets of this thread.
   for (int i = 0; i < 4; ++i) {
-    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket) break;
+    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering)
+      break;
     error_code rec;
     size_t n = socket_.read_some(asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) break;
     if (rec || n == 0) return Abort();  // EOF or reset
+    if (phase_ == Phase::kLingering) continue;  // discarded
     OnBytes(thread_.read_buffer.get(), n);
     if (n < ThreadState::kReadBufferBytes) break;
   }
@@ -161,7 +166,7 @@ void Connection::DispatchHttp(HttpRequest req) {
 
 void Connection::OnHttpResponse(const HttpResponse& resp, bool keep_alive) {
   if (phase_ == Phase::kClosed) return;
-  SendRaw(SerializeResponse(resp, keep_alive));
+  SendRaw(SerializeResponse(resp, keep_alive), /*limited=*/false);
   if (!keep_alive) {
     phase_ = Phase::kClosing;
     close_after_flush_ = true;
@@ -320,7 +325,8 @@ void Connection::OnFeedEntry(FeedPos pos, const SharedFrame& frame) {
 }
 
 void Connection::RequestCatchUpPage() {
-  asio::post(ctx_.workers, [self = shared_from_this(), after = last_sent_pos_] {
+  asio::post(ctx_.workers, [self = shared_from_this(), after = last_sent_pos_,
+                            budget = ctx_.limits.max_output_bytes / 2] {
     Result<FeedPage> feed = self->ctx_.chat.ReadFeed(self->session_, after,
                                                      self->ctx_.limits.catchup_page,
                                                      /*confirm=*/false);
@@ -331,10 +337,17 @@ void Connection::RequestCatchUpPage() {
     } else {
       std::vector<std::pair<FeedPos, SharedFrame>> v;
       v.reserve(feed->entries.size());
-      for (auto& e : feed->entries)
-        v.emplace_back(e.pos, std::make_shared<const std::string>(
-                                  ChatService::MessageJson(e.message, e.pos)));
+      size_t bytes = 0;
       has_more = feed->has_more;
+      for (auto& e : feed->entries) {
+        if (bytes >= budget) {  // the rest comes with the next page
+          has_more = true;
+          break;
+        }
+        auto frame = std::make_shared<const std::string>(ChatService::MessageJson(e.message, e.pos));
+        bytes += frame->size();
+        v.emplace_back(e.pos, std::move(frame));
+      }
       frames = std::move(v);
     }
     asio::post(self->socket_.get_executor(), [self, frames = std::move(frames), has_more]() mutable {
@@ -355,6 +368,11 @@ void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame
   if (phase_ != Phase::kWebSocket) return;
   if (has_more || catchup_->reread) {
     catchup_->reread = false;
+    // Flow control: the next page is read once this one is on its way.
+    if (out_off_ < out_.size()) {
+      catchup_->after_flush = true;
+      return;
+    }
     return RequestCatchUpPage();
   }
   auto held = std::move(catchup_->held);
@@ -369,10 +387,10 @@ void Connection::SendText(std::string_view json) {
   SendRaw(json);
 }
 
-void Connection::SendRaw(std::string_view bytes) {
-  if (phase_ == Phase::kClosed) return;
+void Connection::SendRaw(std::string_view bytes, bool limited) {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
   out_.append(bytes);
-  if (out_.size() - out_off_ > ctx_.limits.max_output_bytes) {
+  if (limited && !catchup_ && out_.size() - out_off_ > ctx_.limits.max_output_bytes) {
     // A slow consumer: its queue is full. Close it; the device catches up from
     // the feed when it reconnects.
     ctx_.metrics.slow_consumer_closes.Increment();
@@ -413,11 +431,25 @@ void Connection::Flush() {
   }
   std::string().swap(out_);
   out_off_ = 0;
-  if (close_after_flush_) {
-    error_code ec;
-    socket_.shutdown(asio::socket_base::shutdown_send, ec);
-    Abort();
+  if (close_after_flush_) return LingerClose();
+  if (catchup_ && catchup_->after_flush) {
+    catchup_->after_flush = false;
+    RequestCatchUpPage();
   }
+}
+
+void Connection::LingerClose() {
+  if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
+  error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  if (ec) return Abort();
+  phase_ = Phase::kLingering;
+  linger_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  linger_timer_->expires_after(std::chrono::seconds(2));
+  linger_timer_->async_wait([self = shared_from_this()](const error_code& tec) {
+    if (!tec) self->Abort();
+  });
+  WaitRead();
 }
 
 void Connection::CloseWs(uint16_t code, std::string_view reason) {
@@ -434,7 +466,7 @@ void Connection::CloseWs(uint16_t code, std::string_view reason) {
 
 void Connection::Shutdown() {
   if (phase_ == Phase::kWebSocket) return CloseWs(ws::kCloseGoingAway, "server shutting down");
-  if (phase_ != Phase::kClosing) Abort();
+  if (phase_ != Phase::kClosing && phase_ != Phase::kLingering) Abort();
 }
 
 void Connection::Abort() {
@@ -457,6 +489,7 @@ void Connection::Abort() {
   out_off_ = 0;
   catchup_.reset();
   http_.reset();
+  if (linger_timer_) linger_timer_->cancel();
 }
 
 }  // namespace pigeon

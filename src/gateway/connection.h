@@ -12,6 +12,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <memory>
 #include <optional>
@@ -58,7 +59,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Abort();
 
  private:
-  enum class Phase : uint8_t { kHttp, kHttpBusy, kWebSocket, kClosing, kClosed };
+  enum class Phase : uint8_t { kHttp, kHttpBusy, kWebSocket, kClosing, kLingering, kClosed };
   struct CatchUp;
 
   void WaitRead();
@@ -86,7 +87,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Output
   void SendText(std::string_view json);
-  void SendRaw(std::string_view bytes);
+  // `limited`: counts against max_output_bytes (pushed traffic); responses the
+  // client asked for (HTTP bodies) are not limited.
+  void SendRaw(std::string_view bytes, bool limited = true);
+  // After the last byte is out: shut down our side, read and discard until the
+  // peer closes (or a deadline), so that it gets all we sent instead of a reset.
+  void LingerClose();
   void ScheduleFlush();
   void Flush();
   void CloseWs(uint16_t code, std::string_view reason);
@@ -100,6 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t out_off_ = 0;
   std::unique_ptr<HttpRequestParser> http_;
   std::unique_ptr<CatchUp> catchup_;
+  std::unique_ptr<boost::asio::steady_timer> linger_timer_;  // only while closing
   ws::FrameReader reader_;
   FeedPos last_sent_pos_ = 0;
   uint32_t inflight_sends_ = 0;

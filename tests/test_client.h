@@ -1,0 +1,102 @@
+// Test helpers: start the real pigeond, speak HTTP and WebSocket to it over
+// real loopback sockets. Blocking, with timeouts; for tests and tools only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/ws_codec.h"
+
+namespace pigeon::test {
+
+namespace json = boost::json;
+
+// A pigeond process on a free loopback port with its own data directory.
+class TestServer {
+ public:
+  // `extra_args` are appended to pigeond's command line.
+  explicit TestServer(std::vector<std::string> extra_args = {});
+  ~TestServer();  // SIGKILL if still running; removes the data directory
+
+  // Starts pigeond on port() with data_dir(); waits until /healthz answers.
+  void Start();
+  void Kill();        // SIGKILL, reaped
+  int Terminate();    // SIGTERM; returns the exit status (or -1 on signal/timeout)
+  bool running() const { return pid_ > 0; }
+  uint16_t port() const { return port_; }
+  const std::string& data_dir() const { return dir_; }
+  std::string log() const;
+
+ private:
+  std::vector<std::string> args_;
+  std::string dir_;
+  uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  json::value json;                            // null unless the body is JSON
+};
+
+HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body = "", const std::string& token = "");
+// Sends `raw` as the whole request and reads one response.
+HttpResult RawHttp(uint16_t port, const std::string& raw);
+
+struct Account {
+  std::string user_id;
+  std::string token;
+  std::string device_id;
+};
+// Signs the user up (if needed) and logs a new device in.
+Account Login(uint16_t port, const std::string& user, const std::string& password = "password1");
+std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer);
+
+class WsClient {
+ public:
+  // Opens GET /api/v1/ws. On a refused upgrade returns nullptr and sets *status.
+  static std::unique_ptr<WsClient> Connect(uint16_t port, const std::string& token,
+                                           const std::string& since = "", int* status = nullptr,
+                                           bool token_in_query = false);
+  ~WsClient();
+
+  void SendText(const std::string& text);
+  void SendJson(const json::object& o) { SendText(json::serialize(o)); }
+  void SendFrame(uint8_t opcode, const std::string& payload);  // masked, FIN
+  void SendBytes(const std::string& bytes);                    // raw, as is
+
+  // The next text message as a JSON object; nullopt on timeout or close.
+  std::optional<json::object> Next(int timeout_ms = 5000);
+  // The next message of `type`, skipping others; nullopt on timeout.
+  std::optional<json::object> NextOfType(const std::string& type, int timeout_ms = 5000);
+  // Waits for the server's close frame (or the end of the stream); its code,
+  // or 0 if the connection ended without one, nullopt on timeout.
+  std::optional<uint16_t> WaitClose(int timeout_ms = 5000);
+  bool closed() const { return closed_; }
+  int fd() const { return fd_; }
+
+ private:
+  explicit WsClient(int fd) : fd_(fd) {}
+  bool Pump(int timeout_ms);  // reads once; false on timeout or EOF
+
+  int fd_;
+  std::string in_;
+  ws::FrameReader reader_{64 << 20, /*server_role=*/false};
+  std::deque<json::object> messages_;
+  std::optional<uint16_t> close_code_;
+  bool closed_ = false;
+};
+
+}  // namespace pigeon::test
