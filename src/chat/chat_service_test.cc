@@ -1,0 +1,216 @@
+// The chat service and the commit pipeline against the store interface, with
+// the embedded store, presence and bus, and a sink that records deliveries.
+#include "chat/chat_service.h"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "bus/local/local_bus.h"
+#include "presence/local/local_presence.h"
+#include "store/rocksdb/rocks_store.h"
+
+namespace pigeon {
+namespace {
+
+struct RecordingSink : DeliverySink {
+  struct Entry {
+    std::string user;
+    FeedPos pos;
+    std::string frame;
+  };
+  std::mutex mu;
+  std::vector<Entry> entries;
+  std::vector<std::pair<std::string, std::string>> closed;
+  void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override {
+    std::lock_guard l(mu);
+    entries.push_back({user, pos, *frame});
+  }
+  void DeliverEphemeral(const std::string& user, SharedFrame frame) override {
+    std::lock_guard l(mu);
+    entries.push_back({user, 0, *frame});
+  }
+  void CloseDevice(const std::string& user, const std::string& device, uint16_t) override {
+    std::lock_guard l(mu);
+    closed.emplace_back(user, device);
+  }
+};
+
+template <typename T>
+T Wait(std::function<void(std::function<void(T)>)> start) {
+  std::promise<T> p;
+  auto f = p.get_future();
+  start([&p](T v) { p.set_value(std::move(v)); });
+  return f.get();
+}
+
+class ChatServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    char tmpl[] = "/tmp/pigeon-chat-test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    store_ = std::move(*RocksStore::Open({.path = dir_}));
+    pipeline_ = std::make_unique<CommitPipeline>(*store_, metrics_, CommitPipeline::Options{});
+    bus_.Attach(&sink_);
+    chat_ = std::make_unique<ChatService>(*store_, *pipeline_, bus_, presence_, metrics_,
+                                          ChatService::Options{.pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20});
+  }
+  void TearDown() override {
+    pipeline_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+  LoginResult User(const std::string& name) {
+    auto id = Wait<Result<std::string>>([&](auto done) { chat_->SignUp(name, "password1", done); });
+    EXPECT_TRUE(id.ok()) << id.status().message();
+    auto r = Wait<Result<LoginResult>>([&](auto done) { chat_->Login(name, "password1", "", done); });
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }
+  std::string Conv(const std::string& a, const std::string& b) {
+    return Wait<Result<Conversation>>([&](auto done) { chat_->OpenConversation(a, b, done); })->id;
+  }
+  SendOutcome SendOne(const LoginResult& who, const std::string& conv, const std::string& cmid) {
+    return Wait<SendOutcome>([&](auto done) {
+      chat_->Send({who.user_id, who.device_id}, SendFrame{conv, cmid, "hi"}, done);
+    });
+  }
+
+  std::string dir_;
+  Metrics metrics_;
+  std::unique_ptr<RocksStore> store_;
+  std::unique_ptr<CommitPipeline> pipeline_;
+  LocalPresence presence_;
+  LocalBus bus_;
+  RecordingSink sink_;
+  std::unique_ptr<ChatService> chat_;
+};
+
+TEST_F(ChatServiceTest, SignUpValidatesAndHashesWithArgon2id) {
+  User("alice");
+  auto dup = Wait<Result<std::string>>([&](auto d) { chat_->SignUp("alice", "password1", d); });
+  EXPECT_EQ(dup.status().code(), ErrorCode::kConflict);
+  EXPECT_EQ(Wait<Result<std::string>>([&](auto d) { chat_->SignUp("Alice", "password1", d); }).status().code(),
+            ErrorCode::kBadRequest);
+  EXPECT_EQ(Wait<Result<std::string>>([&](auto d) { chat_->SignUp("zed", "short", d); }).status().code(),
+            ErrorCode::kBadRequest);
+  auto u = store_->GetUser("alice");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->password_hash.rfind("$argon2id$", 0), 0u);
+  EXPECT_EQ(u->password_hash.find("password1"), std::string::npos);
+  auto bad = Wait<Result<LoginResult>>([&](auto d) { chat_->Login("alice", "wrong-pass", "", d); });
+  EXPECT_EQ(bad.status().code(), ErrorCode::kUnauthorized);
+}
+
+TEST_F(ChatServiceTest, TokensAreStoredOnlyAsHashes) {
+  auto a = User("alice");
+  auto who = chat_->Authenticate(a.token);
+  ASSERT_TRUE(who.ok());
+  EXPECT_EQ(who->device_id, a.device_id);
+  EXPECT_EQ(store_->LookupToken(a.token).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_TRUE(Wait<Status>([&](auto d) { chat_->Logout(a.token, d); }).ok());
+  EXPECT_EQ(chat_->Authenticate(a.token).status().code(), ErrorCode::kUnauthorized);
+  ASSERT_EQ(sink_.closed.size(), 1u);
+  EXPECT_EQ(sink_.closed[0].second, a.device_id);
+}
+
+TEST_F(ChatServiceTest, CommittedMessagesRouteToOnlineMembersInCommitOrder) {
+  auto a = User("alice"), b = User("bob");
+  auto conv = Conv("alice", "bob");
+  presence_.SocketOpened("bob");  // alice is offline: her copies wait in her feed
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(SendOne(a, conv, std::to_string(i)).status.ok());
+  auto dup = SendOne(a, conv, "3");
+  EXPECT_EQ(dup.seq, 4u);
+  std::lock_guard l(sink_.mu);
+  ASSERT_EQ(sink_.entries.size(), 20u);  // the duplicate routed nothing
+  for (size_t i = 0; i < sink_.entries.size(); ++i) {
+    EXPECT_EQ(sink_.entries[i].user, "bob");
+    EXPECT_EQ(sink_.entries[i].pos, i + 1);
+    EXPECT_NE(sink_.entries[i].frame.find("\"seq\":" + std::to_string(i + 1) + ","), std::string::npos);
+  }
+  EXPECT_EQ(store_->ReadFeed("alice", 0, 100)->entries.size(), 20u);
+}
+
+TEST_F(ChatServiceTest, HistoryIsForMembersOnly) {
+  User("alice");
+  User("bob");
+  User("carol");
+  auto conv = Conv("alice", "bob");
+  EXPECT_TRUE(chat_->History("alice", conv, ~0ull, 10).ok());
+  EXPECT_EQ(chat_->History("carol", conv, ~0ull, 10).status().code(), ErrorCode::kForbidden);
+  EXPECT_EQ(chat_->History("carol", "nope", ~0ull, 10).status().code(), ErrorCode::kForbidden);
+}
+
+
+// A store that takes a while to commit, like a disk's fsync, and counts commits.
+struct CountingStore final : MessageStore {
+  explicit CountingStore(MessageStore& inner) : inner(inner) {}
+  Status Commit(std::span<const WriteOp> ops, int64_t now, std::vector<OpResult>* r) override {
+    ++commits;
+    if (gate) gate->wait();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return inner.Commit(ops, now, r);
+  }
+  Result<UserRecord> GetUser(std::string_view u) override { return inner.GetUser(u); }
+  Result<DeviceSession> LookupToken(std::string_view t) override { return inner.LookupToken(t); }
+  Result<Conversation> GetConversation(std::string_view c) override { return inner.GetConversation(c); }
+  Result<std::vector<ConversationSummary>> ListConversations(std::string_view u) override {
+    return inner.ListConversations(u);
+  }
+  Result<std::vector<StoredMessage>> History(std::string_view c, uint64_t b, size_t l) override {
+    return inner.History(c, b, l);
+  }
+  Result<FeedPage> ReadFeed(std::string_view u, FeedPos a, size_t l) override { return inner.ReadFeed(u, a, l); }
+  Result<FeedPos> FeedHead(std::string_view u) override { return inner.FeedHead(u); }
+  Status Check() override { return inner.Check(); }
+  MessageStore& inner;
+  std::atomic<int> commits{0};
+  std::shared_future<void> const* gate = nullptr;
+};
+
+TEST_F(ChatServiceTest, PipelineGroupsManyOpsIntoFewCommits) {
+  CountingStore counting(*store_);
+  CommitPipeline pipeline(counting, metrics_, {});
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 250; ++i)
+        ASSERT_TRUE(pipeline.Submit(op::CreateUser{"u" + std::to_string(t) + "x" + std::to_string(i), "h"},
+                                    [&](OpResult& r) {
+                                      EXPECT_TRUE(r.status.ok());
+                                      ++done;
+                                    }));
+    });
+  }
+  for (auto& t : threads) t.join();
+  pipeline.Stop();  // commits what is queued
+  EXPECT_EQ(done.load(), 1000);
+  EXPECT_LT(counting.commits.load(), 500);
+  EXPECT_TRUE(store_->GetUser("u3x249").ok());
+}
+
+TEST_F(ChatServiceTest, PipelineRefusesWhenItsQueueIsFull) {
+  CountingStore counting(*store_);
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  counting.gate = &gate;
+  CommitPipeline pipeline(counting, metrics_, {.max_queue = 10, .max_batch = 10});
+  std::atomic<int> done{0};
+  auto cb = [&](OpResult&) { ++done; };
+  // The first op is taken by the committer, which blocks on the gate.
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"first", "h"}, cb));
+  while (counting.commits.load() == 0) std::this_thread::yield();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(pipeline.Submit(op::CreateUser{"q" + std::to_string(i), "h"}, cb));
+  EXPECT_FALSE(pipeline.Submit(op::CreateUser{"overflow", "h"}, cb));
+  open.set_value();
+  pipeline.Stop();
+  EXPECT_EQ(done.load(), 11);
+}
+
+}  // namespace
+}  // namespace pigeon

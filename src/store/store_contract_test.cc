@@ -1,0 +1,206 @@
+// The MessageStore contract. Every backend runs this suite (GoogleTest typed
+// tests): add a backend by adding a Backend class to kBackends.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "core/ids.h"
+#include "store/message_store.h"
+#include "store/rocksdb/rocks_store.h"
+
+namespace pigeon {
+namespace {
+
+class RocksBackend {
+ public:
+  RocksBackend() {
+    char tmpl[] = "/tmp/pigeon-store-test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+  }
+  ~RocksBackend() { std::filesystem::remove_all(dir_); }
+  // Opens (or reopens) the same database.
+  std::unique_ptr<MessageStore> Open() {
+    auto s = RocksStore::Open({.path = dir_ + "/db"});
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return std::move(*s);
+  }
+
+ private:
+  std::string dir_;
+};
+
+template <typename Backend>
+class StoreContract : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = backend_.Open(); }
+  void Reopen() {
+    store_.reset();
+    store_ = backend_.Open();
+  }
+
+  std::vector<OpResult> Commit(std::vector<WriteOp> ops) {
+    std::vector<OpResult> results;
+    Status s = store_->Commit(ops, ++now_, &results);
+    EXPECT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(results.size(), ops.size());
+    return results;
+  }
+  OpResult One(WriteOp op) { return Commit({std::move(op)})[0]; }
+
+  std::string Conv(const std::string& a, const std::string& b) {
+    for (auto& u : {a, b}) (void)One(op::CreateUser{u, "hash"});
+    auto r = One(op::OpenDirectConversation{a, b});
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    return std::get<Conversation>(r.value).id;
+  }
+  AppendResult Append(const std::string& sender, const std::string& conv, const std::string& cmid,
+                      const std::string& body = "b") {
+    auto r = One(op::AppendMessage{sender, conv, cmid, body});
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    return r.status.ok() ? std::get<AppendResult>(r.value) : AppendResult{};
+  }
+
+  Backend backend_;
+  std::unique_ptr<MessageStore> store_;
+  int64_t now_ = 1000;
+};
+
+using kBackends = ::testing::Types<RocksBackend>;
+TYPED_TEST_SUITE(StoreContract, kBackends);
+
+TYPED_TEST(StoreContract, UsersAreUniqueEvenWithinOneBatch) {
+  auto rs = this->Commit({op::CreateUser{"alice", "h1"}, op::CreateUser{"alice", "h2"}});
+  EXPECT_TRUE(rs[0].status.ok());
+  EXPECT_EQ(rs[1].status.code(), ErrorCode::kConflict);
+  EXPECT_EQ(this->One(op::CreateUser{"alice", "h3"}).status.code(), ErrorCode::kConflict);
+  auto u = this->store_->GetUser("alice");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->password_hash, "h1");
+  EXPECT_EQ(this->store_->GetUser("nobody").status().code(), ErrorCode::kNotFound);
+}
+
+TYPED_TEST(StoreContract, SessionsResolveUntilDeleted) {
+  (void)this->One(op::CreateUser{"alice", "h"});
+  EXPECT_TRUE(this->One(op::CreateSession{"alice", "dev1", "phone", TokenHash("t1")}).status.ok());
+  EXPECT_EQ(this->One(op::CreateSession{"ghost", "dev2", "", TokenHash("t2")}).status.code(), ErrorCode::kNotFound);
+  auto s = this->store_->LookupToken(TokenHash("t1"));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->user_id, "alice");
+  EXPECT_EQ(s->device_id, "dev1");
+  auto del = this->One(op::DeleteSession{TokenHash("t1")});
+  ASSERT_TRUE(del.status.ok());
+  EXPECT_EQ(std::get<DeviceSession>(del.value).device_id, "dev1");
+  EXPECT_EQ(this->store_->LookupToken(TokenHash("t1")).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_EQ(this->One(op::DeleteSession{TokenHash("t1")}).status.code(), ErrorCode::kUnauthorized);
+}
+
+TYPED_TEST(StoreContract, DirectConversationIsOnePerPair) {
+  auto id = this->Conv("alice", "bob");
+  auto again = this->One(op::OpenDirectConversation{"bob", "alice"});
+  ASSERT_TRUE(again.status.ok());
+  EXPECT_EQ(std::get<Conversation>(again.value).id, id);
+  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "ghost"}).status.code(), ErrorCode::kNotFound);
+  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "alice"}).status.code(), ErrorCode::kBadRequest);
+  auto c = this->store_->GetConversation(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->members, (std::vector<std::string>{"alice", "bob"}));
+  auto list = this->store_->ListConversations("bob");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, id);
+}
+
+TYPED_TEST(StoreContract, AppendAssignsGapFreeSeqAndFeedPositions) {
+  auto id = this->Conv("alice", "bob");
+  auto other = this->Conv("alice", "carol");
+  std::vector<WriteOp> batch;
+  for (int i = 0; i < 10; ++i)
+    batch.push_back(op::AppendMessage{i % 2 ? "bob" : "alice", id, "k" + std::to_string(i), "m" + std::to_string(i)});
+  batch.push_back(op::AppendMessage{"alice", other, "o1", "to carol"});
+  auto rs = this->Commit(std::move(batch));
+  for (int i = 0; i < 10; ++i) {
+    auto& a = std::get<AppendResult>(rs[i].value);
+    EXPECT_EQ(a.message.seq, static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(a.message.ts, this->now_);
+    ASSERT_EQ(a.fanout.size(), 2u);
+    for (auto& d : a.fanout) EXPECT_EQ(d.pos, static_cast<FeedPos>(i + 1));
+  }
+  auto& to_carol = std::get<AppendResult>(rs[10].value);
+  EXPECT_EQ(to_carol.message.seq, 1u);
+  for (auto& d : to_carol.fanout) EXPECT_EQ(d.pos, d.user_id == "alice" ? 11u : 1u);
+  auto feed = this->store_->ReadFeed("alice", 0, 100);
+  ASSERT_TRUE(feed.ok());
+  ASSERT_EQ(feed->entries.size(), 11u);
+  EXPECT_EQ(feed->entries[3].message.body, "m3");
+  EXPECT_EQ(feed->entries[3].message.sender, "bob");
+  EXPECT_EQ(feed->entries[10].message.conversation_id, other);
+  EXPECT_EQ(*this->store_->FeedHead("alice"), 11u);
+  EXPECT_EQ(*this->store_->FeedHead("carol"), 1u);
+}
+
+TYPED_TEST(StoreContract, DuplicateClientMsgIdReturnsTheOriginalAndWritesNothing) {
+  auto id = this->Conv("alice", "bob");
+  auto first = this->Append("alice", id, "same", "original");
+  auto rs = this->Commit({op::AppendMessage{"alice", id, "same", "changed"},
+                          op::AppendMessage{"alice", id, "fresh", "x"},
+                          op::AppendMessage{"alice", id, "fresh", "y"}});
+  auto& dup = std::get<AppendResult>(rs[0].value);
+  EXPECT_TRUE(dup.duplicate);
+  EXPECT_EQ(dup.message.seq, first.message.seq);
+  EXPECT_EQ(dup.message.ts, first.message.ts);
+  EXPECT_EQ(dup.message.body, "original");
+  EXPECT_TRUE(dup.fanout.empty());
+  EXPECT_FALSE(std::get<AppendResult>(rs[1].value).duplicate);
+  EXPECT_TRUE(std::get<AppendResult>(rs[2].value).duplicate);  // repeated within the batch
+  EXPECT_EQ(std::get<AppendResult>(rs[2].value).message.seq, 2u);
+  // The key is the sender's: bob may use the same client_msg_id.
+  EXPECT_FALSE(this->Append("bob", id, "same").duplicate);
+  EXPECT_EQ(this->store_->ReadFeed("bob", 0, 100)->entries.size(), 3u);
+}
+
+TYPED_TEST(StoreContract, NonMembersCannotAppend) {
+  auto id = this->Conv("alice", "bob");
+  (void)this->One(op::CreateUser{"carol", "h"});
+  EXPECT_EQ(this->One(op::AppendMessage{"carol", id, "k", "b"}).status.code(), ErrorCode::kForbidden);
+  EXPECT_EQ(this->One(op::AppendMessage{"alice", "nosuch", "k", "b"}).status.code(), ErrorCode::kForbidden);
+  EXPECT_EQ(this->store_->GetConversation(id)->last_seq, 0u);
+}
+
+TYPED_TEST(StoreContract, FeedPagesAndHistoryPagesBackwards) {
+  auto id = this->Conv("alice", "bob");
+  for (int i = 0; i < 7; ++i) (void)this->Append("alice", id, std::to_string(i));
+  auto p1 = this->store_->ReadFeed("bob", 0, 3);
+  ASSERT_EQ(p1->entries.size(), 3u);
+  EXPECT_TRUE(p1->has_more);
+  auto p3 = this->store_->ReadFeed("bob", 6, 3);
+  ASSERT_EQ(p3->entries.size(), 1u);
+  EXPECT_FALSE(p3->has_more);
+  EXPECT_EQ(p3->entries[0].pos, 7u);
+  auto exact = this->store_->ReadFeed("bob", 4, 3);
+  EXPECT_EQ(exact->entries.size(), 3u);
+  EXPECT_FALSE(exact->has_more);
+  auto h = this->store_->History(id, ~0ull, 3);
+  ASSERT_EQ(h->size(), 3u);
+  EXPECT_EQ((*h)[0].seq, 7u);
+  EXPECT_EQ((*h)[2].seq, 5u);
+  auto older = this->store_->History(id, 3, 100);
+  ASSERT_EQ(older->size(), 2u);
+  EXPECT_EQ((*older)[0].seq, 2u);
+  EXPECT_TRUE(this->store_->History(id, 1, 100)->empty());
+}
+
+TYPED_TEST(StoreContract, EverythingSurvivesReopenAndCountersContinue) {
+  auto id = this->Conv("alice", "bob");
+  auto a = this->Append("alice", id, "k1");
+  this->Reopen();
+  auto again = this->One(op::AppendMessage{"alice", id, "k1", "z"});
+  EXPECT_TRUE(std::get<AppendResult>(again.value).duplicate);
+  auto b = this->Append("bob", id, "k2");
+  EXPECT_EQ(b.message.seq, a.message.seq + 1);
+  for (auto& d : b.fanout) EXPECT_EQ(d.pos, 2u);
+  EXPECT_TRUE(this->store_->Check().ok());
+}
+
+}  // namespace
+}  // namespace pigeon
