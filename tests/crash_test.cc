@@ -12,10 +12,12 @@
 #include <set>
 #include <thread>
 
-#include "test_client.h"
+#include "client/pigeon_client.h"
 
 namespace pigeon::test {
 namespace {
+
+using namespace ::pigeon::client;
 
 struct Ack {
   std::string server_msg_id;

@@ -5,10 +5,12 @@
 #include <set>
 #include <thread>
 
-#include "test_client.h"
+#include "client/pigeon_client.h"
 
 namespace pigeon::test {
 namespace {
+
+using namespace ::pigeon::client;
 
 std::string S(const json::value& v) { return std::string(v.as_string()); }
 int64_t I(const json::value& v) { return v.to_number<int64_t>(); }

@@ -140,13 +140,9 @@ void ChatService::Send(const DeviceSession& who, SendFrame f,
     base.conversation_id = a.message.conversation_id;
     base.seq = a.message.seq;
     base.ts = a.message.ts;
+    (a.duplicate ? metrics_.duplicate_sends : metrics_.messages_committed).Increment();
     done(std::move(base));
-    if (a.duplicate) {
-      metrics_.duplicate_sends.Increment();
-    } else {
-      metrics_.messages_committed.Increment();
-      Route(a);
-    }
+    if (!a.duplicate) Route(a);
   };
   if (!pipeline_.Submit(std::move(o), std::move(cb))) {
     base.status = Unavailable();

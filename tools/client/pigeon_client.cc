@@ -1,4 +1,4 @@
-#include "test_client.h"
+#include "client/pigeon_client.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <thread>
 
-namespace pigeon::test {
+namespace pigeon::client {
 namespace {
 
 int ConnectTcp(uint16_t port) {
@@ -381,4 +381,4 @@ std::optional<uint16_t> WsClient::WaitClose(int timeout_ms) {
   return close_code_;
 }
 
-}  // namespace pigeon::test
+}  // namespace pigeon::client

@@ -1,5 +1,5 @@
-// Test helpers: start the real pigeond, speak HTTP and WebSocket to it over
-// real loopback sockets. Blocking, with timeouts; for tests and tools only.
+// A blocking pigeon client and a pigeond launcher, for tests and tools: speak HTTP and WebSocket over
+// real loopback sockets, with timeouts. Not for production clients.
 #pragma once
 
 #include <sys/types.h>
@@ -16,7 +16,7 @@
 
 #include "protocol/ws_codec.h"
 
-namespace pigeon::test {
+namespace pigeon::client {
 
 namespace json = boost::json;
 
@@ -32,6 +32,7 @@ class TestServer {
   void Kill();        // SIGKILL, reaped
   int Terminate();    // SIGTERM; returns the exit status (or -1 on signal/timeout)
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
   const std::string& data_dir() const { return dir_; }
   std::string log() const;
@@ -99,4 +100,4 @@ class WsClient {
   bool closed_ = false;
 };
 
-}  // namespace pigeon::test
+}  // namespace pigeon::client
