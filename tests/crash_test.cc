@@ -32,16 +32,42 @@ json::object Send(const std::string& conv, const std::string& cmid) {
                       {"body", "payload of " + cmid}};
 }
 
-// Every message of `a`'s feed, in feed order.
-std::vector<json::object> WholeFeed(uint16_t port, const Account& a) {
+// Every message (or, with `receipts`, every receipt) of `a`'s feed, in feed order.
+std::vector<json::object> WholeFeed(uint16_t port, const Account& a, bool receipts = false) {
   std::vector<json::object> out;
   std::string since;
   for (;;) {
     auto r = Http(port, "GET", "/api/v1/messages?limit=1000" + (since.empty() ? "" : "&since=" + since), "", a.token);
     if (r.status != 200) throw std::runtime_error("feed read failed: " + r.body);
-    for (auto& m : r.json.at("messages").as_array()) out.push_back(m.as_object());
+    for (auto& m : r.json.at(receipts ? "receipts" : "messages").as_array()) out.push_back(m.as_object());
     since = S(r.json.at("next_cursor"));
     if (!r.json.at("has_more").as_bool()) return out;
+  }
+}
+
+struct SeenReceipt {
+  std::string status;
+  int64_t seq;
+};
+
+// Every receipt a device saw live must be in the feed, at the same cursor;
+// per status, receipt seqs only grow (watermarks).
+void CheckReceipts(const std::vector<json::object>& feed, const std::map<std::string, SeenReceipt>& live) {
+  std::map<std::string, SeenReceipt> by_cursor;
+  std::map<std::string, int64_t> last;
+  for (auto& r : feed) {
+    SeenReceipt x{S(r.at("status")), I(r.at("seq"))};
+    EXPECT_GT(x.seq, last[x.status]) << "a " << x.status << " watermark moved back";
+    last[x.status] = x.seq;
+    by_cursor[S(r.at("cursor"))] = x;
+  }
+  for (auto& [cursor, x] : live) {
+    auto it = by_cursor.find(cursor);
+    EXPECT_NE(it, by_cursor.end()) << "a receipt seen live was lost: " << cursor;
+    if (it != by_cursor.end()) {
+      EXPECT_EQ(it->second.status, x.status);
+      EXPECT_EQ(it->second.seq, x.seq);
+    }
   }
 }
 
@@ -79,7 +105,9 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
   std::mt19937 rng(seed);
   SCOPED_TRACE("seed " + std::to_string(seed));
 
+  const Account bob_reader = Login(port, "bob");  // reads and confirms: makes receipts
   std::mutex mu;
+  std::map<std::string, SeenReceipt> live_receipts;     // alice's, by cursor
   std::map<std::string, Ack> acked;                     // cmid -> its ack
   std::vector<std::pair<size_t, std::string>> sent;     // (device, cmid), every send attempted
   const int kRounds = 4;
@@ -107,6 +135,10 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
             while (!waiting.empty()) {
               auto m = ws->Next(5000);
               if (!m) return;  // the server is gone
+              if (S(m->at("type")) == "receipt" && devices[d].user_id == "alice") {
+                std::lock_guard lock(mu);
+                live_receipts[S(m->at("cursor"))] = SeenReceipt{S(m->at("status")), I(m->at("seq"))};
+              }
               if (S(m->at("type")) != "ack") continue;
               std::lock_guard lock(mu);
               acked[S(m->at("client_msg_id"))] = Ack{S(m->at("server_msg_id")), I(m->at("seq"))};
@@ -118,6 +150,20 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
         }
       });
     }
+    writers.emplace_back([&] {
+      try {
+        auto ws = WsClient::Connect(port, bob_reader.token);
+        if (!ws) return;
+        for (int n = 0; !stop; ++n) {
+          auto m = ws->NextOfType("message", 5000);
+          if (!m) return;
+          if (n % 50 != 0) continue;
+          ws->SendJson(json::object{{"type", "received"}, {"cursor", m->at("cursor")}});
+          ws->SendJson(json::object{{"type", "read"}, {"conversation_id", conv}, {"seq", m->at("seq")}});
+        }
+      } catch (const std::exception&) {
+      }
+    });
     std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 900));
     server.Kill();
     stop = true;
@@ -130,6 +176,7 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
     size_t n_bob = CheckFeed(WholeFeed(port, devices[2]), acked, "bob");
     EXPECT_EQ(n_alice, n_bob);
     EXPECT_GE(n_alice, acked.size());
+    CheckReceipts(WholeFeed(port, devices[0], /*receipts=*/true), live_receipts);
     if (::testing::Test::HasFailure()) return;
 
     // Re-send everything ever sent, with the original keys.
@@ -160,7 +207,8 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
     EXPECT_EQ(CheckFeed(WholeFeed(port, devices[0]), acked, "alice"), sent.size());
     EXPECT_EQ(CheckFeed(WholeFeed(port, devices[3]), acked, "bob"), sent.size());
     std::cout << "round " << round << ": " << acked_before_resend << " acked before the kill, "
-              << sent.size() << " sent in all" << std::endl;
+              << sent.size() << " sent in all, " << live_receipts.size() << " receipts seen live"
+              << std::endl;
   }
 }
 

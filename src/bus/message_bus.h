@@ -26,6 +26,10 @@ class DeliverySink {
   // Close the sockets of one device (logout), with a WebSocket close code.
   virtual void CloseDevice(const std::string& user, const std::string& device,
                            uint16_t code) = 0;
+  // `user` went online or offline (last_seen_ms: when it was last online).
+  virtual void PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) = 0;
+  // `user` changed its privacy setting.
+  virtual void PrivacyChanged(const std::string& user, bool hides_last_seen) = 0;
 };
 
 class MessageBus {
@@ -37,6 +41,9 @@ class MessageBus {
   virtual void PublishEphemeral(const std::string& user, SharedFrame frame) = 0;
   virtual void PublishCloseDevice(const std::string& user, const std::string& device,
                                   uint16_t code) = 0;
+  // To every node (whoever watches `user`).
+  virtual void PublishPresence(const std::string& user, bool online, int64_t last_seen_ms) = 0;
+  virtual void PublishPrivacy(const std::string& user, bool hides_last_seen) = 0;
 };
 
 }  // namespace pigeon

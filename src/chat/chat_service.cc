@@ -152,7 +152,63 @@ void ChatService::Send(const DeviceSession& who, SendFrame f,
 
 void ChatService::Confirm(const DeviceSession& who, FeedPos pos) {
   // Nothing waits for it: a lost confirmation is repeated by the client's next one.
-  (void)pipeline_.Submit(op::ConfirmFeed{who.user_id, who.device_id, pos}, [](OpResult&) {});
+  (void)pipeline_.Submit(op::ConfirmFeed{who.user_id, who.device_id, pos},
+                         [this, who, pos](OpResult& r) {
+                           if (!r.status.ok()) return;
+                           auto& receipts = std::get<ReceiptsResult>(r.value);
+                           RouteReceipts(receipts);
+                           // A long scan is done in slices, so one confirmation never
+                           // holds the committer for long.
+                           if (receipts.resume_from) Confirm(who, pos);
+                         });
+}
+
+void ChatService::MarkRead(const DeviceSession& who, std::string conversation_id, uint64_t seq,
+                           std::function<void(Status)> done) {
+  auto cb = [this, done](OpResult& r) {
+    if (r.status.ok()) RouteReceipts(std::get<ReceiptsResult>(r.value));
+    done(r.status);
+  };
+  if (!pipeline_.Submit(op::MarkRead{who.user_id, std::move(conversation_id), seq}, std::move(cb)))
+    done(Unavailable());
+}
+
+void ChatService::SetPrivacy(const std::string& user, bool hides_last_seen,
+                             std::function<void(Status)> done) {
+  auto cb = [this, user, hides_last_seen, done](OpResult& r) {
+    if (r.status.ok()) bus_.PublishPrivacy(user, hides_last_seen);
+    done(r.status);
+  };
+  if (!pipeline_.Submit(op::SetPrivacy{user, hides_last_seen}, std::move(cb))) done(Unavailable());
+}
+
+Result<bool> ChatService::MayWatch(const std::string& viewer, const std::string& user) {
+  if (viewer == user) return true;
+  if (!IsValidUserId(user)) return false;
+  auto c = store_.GetConversation(DirectConversationId(viewer, user));
+  if (c.ok()) return c->HasMember(viewer) && c->HasMember(user);
+  if (c.status().code() == ErrorCode::kNotFound) return false;
+  return c.status();
+}
+
+std::string ChatService::FeedEntryJson(const FeedEntry& e) {
+  if (e.kind == FeedEntry::Kind::kMessage) return MessageJson(e.message, e.pos);
+  auto& r = e.receipt;
+  return ReceiptFrame(r.conversation_id, r.user,
+                      r.status == ReceiptStatus::kRead ? "read" : "delivered", r.seq, r.ts, e.pos);
+}
+
+void ChatService::RouteReceipts(const ReceiptsResult& result) {
+  for (auto& rr : result.receipts) {
+    FeedEntry e;
+    e.kind = FeedEntry::Kind::kReceipt;
+    e.receipt = rr.receipt;
+    for (auto& d : rr.fanout) {
+      if (!presence_.IsOnline(d.user_id)) continue;
+      e.pos = d.pos;
+      bus_.PublishFeedEntry(d.user_id, d.pos, std::make_shared<const std::string>(FeedEntryJson(e)));
+    }
+  }
 }
 
 std::string ChatService::MessageJson(const StoredMessage& m, std::optional<FeedPos> cursor) {

@@ -77,8 +77,21 @@ class ChatService {
   // every member's sockets. A repeated client_msg_id is answered with the
   // original ack and routes nothing.
   void Send(const DeviceSession& who, SendFrame frame, std::function<void(SendOutcome)> done);
-  // The device holds its feed up to `pos`.
+  // The device holds its feed up to `pos`. Delivered receipts that this
+  // produces are committed, then routed to the other members.
   void Confirm(const DeviceSession& who, FeedPos pos);
+  // The user read `conversation_id` up to `seq`; done gets forbidden or
+  // bad_request (beyond the last seq), else ok (a read receipt, if the mark
+  // moved, is committed and routed).
+  void MarkRead(const DeviceSession& who, std::string conversation_id, uint64_t seq,
+                std::function<void(Status)> done);
+  // Privacy: hide last_seen from everyone (and see nobody's).
+  void SetPrivacy(const std::string& user, bool hides_last_seen, std::function<void(Status)> done);
+  // Blocking.
+  Result<UserRecord> GetUser(const std::string& user) { return store_.GetUser(user); }
+  // Blocking: whether `viewer` may see `user`'s presence (itself, or a user it
+  // shares a conversation with).
+  Result<bool> MayWatch(const std::string& viewer, const std::string& user);
   // Relays a typing frame to the other members; `members` of the conversation
   // must come from MembersOf.
   void RelayTyping(const std::string& user, const Conversation& conv, bool composing);
@@ -86,11 +99,14 @@ class ChatService {
   // or not_found.
   Result<Conversation> MembersOf(const std::string& conversation_id);
 
-  // The shared prefix and each member's copy of a message frame.
+  // A message frame, with its cursor (feed, live) or without (history).
   static std::string MessageJson(const StoredMessage& m, std::optional<FeedPos> cursor);
+  // The frame of any feed entry (message or receipt), with its cursor.
+  static std::string FeedEntryJson(const FeedEntry& e);
 
  private:
   void Route(const AppendResult& r);
+  void RouteReceipts(const ReceiptsResult& r);
 
   MessageStore& store_;
   CommitPipeline& pipeline_;

@@ -38,6 +38,21 @@ struct RecordingSink : DeliverySink {
     std::lock_guard l(mu);
     closed.emplace_back(user, device);
   }
+  void PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) override {
+    std::lock_guard l(mu);
+    presence.push_back({user, online, last_seen_ms});
+  }
+  void PrivacyChanged(const std::string& user, bool hides) override {
+    std::lock_guard l(mu);
+    privacy.emplace_back(user, hides);
+  }
+  struct PresenceEvent {
+    std::string user;
+    bool online;
+    int64_t last_seen_ms;
+  };
+  std::vector<PresenceEvent> presence;
+  std::vector<std::pair<std::string, bool>> privacy;
 };
 
 template <typename T>

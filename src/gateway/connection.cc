@@ -3,13 +3,16 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <algorithm>
 #include <chrono>
+
+#include "core/ids.h"
 
 #include "chat/chat_service.h"
 #include "chat/metrics.h"
 #include "gateway/http_parse.h"
 #include "gateway/session_registry.h"
-#include "presence/presence_directory.h"
+#include "chat/presence_service.h"
 
 namespace pigeon {
 namespace asio = boost::asio;
@@ -70,6 +73,7 @@ void Connection::OnReadable(const error_code& ec) {
     size_t n = socket_.read_some(asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) break;
     if (rec || n == 0) return Abort();  // EOF or reset
+    alive_ = true;
     if (phase_ == Phase::kLingering) continue;  // discarded
     OnBytes(thread_.read_buffer.get(), n);
     if (n < ThreadState::kReadBufferBytes) break;
@@ -282,8 +286,133 @@ void Connection::OnText(std::string_view text) {
     });
     return;
   }
-  // read receipts and presence subscriptions: not served by this version.
-  SendError(ErrorCode::kBadRequest, "frame type not supported by this server version");
+  if (auto* read = std::get_if<ReadFrame>(&frame)) {
+    ctx_.chat.MarkRead(session_, std::move(read->conversation_id), read->seq,
+                       [self = shared_from_this()](Status s) {
+                         if (s.ok()) return;
+                         asio::post(self->socket_.get_executor(), [self, s = std::move(s)] {
+                           if (self->phase_ == Phase::kWebSocket) self->SendError(s.code(), s.message());
+                         });
+                       });
+    return;
+  }
+  if (auto* sub = std::get_if<PresenceSubscribeFrame>(&frame))
+    return OnPresenceSubscribe(std::move(sub->users));
+}
+
+// ---- presence ------------------------------------------------------------------------
+
+Connection::Watch* Connection::FindWatch(const std::string& user) {
+  if (!watches_) return nullptr;
+  for (auto& w : *watches_)
+    if (w.user == user) return &w;
+  return nullptr;
+}
+
+void Connection::OnPresenceSubscribe(std::vector<std::string> users) {
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  if (!watches_) watches_ = std::make_unique<std::vector<Watch>>();
+  for (auto& u : users) {
+    if (FindWatch(u)) continue;
+    // Watch first, then read the state: no change can fall between the two.
+    ctx_.registry.Watch(u, shared_from_this());
+    Watch w;
+    w.user = u;
+    watches_->push_back(std::move(w));
+  }
+  asio::post(ctx_.workers, [self = shared_from_this(), users = std::move(users)] {
+    std::vector<PresenceAnswer> answers;
+    const std::string& me = self->session_.user_id;
+    for (auto& u : users) {
+      PresenceAnswer a;
+      a.user = u;
+      auto allowed = self->ctx_.chat.MayWatch(me, u);
+      if (!allowed.ok()) {
+        a.status = allowed.status();
+      } else if (!*allowed) {
+        // The same answer whether or not the user exists: nothing leaks.
+        a.status = Status(ErrorCode::kForbidden, "no conversation shared with " + u);
+      } else {
+        auto view = self->ctx_.presence.Get(me, u);
+        auto target = self->ctx_.chat.GetUser(u);
+        auto viewer = self->ctx_.chat.GetUser(me);
+        if (!view.ok() || !target.ok() || !viewer.ok()) {
+          a.status = !view.ok() ? view.status() : !target.ok() ? target.status() : viewer.status();
+        } else {
+          a.online = view->online;
+          a.last_seen_ms = view->last_seen_ms;
+          a.user_hides = target->hides_last_seen;
+          a.viewer_hides = viewer->hides_last_seen;
+        }
+      }
+      answers.push_back(std::move(a));
+    }
+    asio::post(self->socket_.get_executor(), [self, answers = std::move(answers)]() mutable {
+      self->OnPresenceAnswers(std::move(answers));
+    });
+  });
+}
+
+void Connection::OnPresenceAnswers(std::vector<PresenceAnswer> answers) {
+  if (phase_ != Phase::kWebSocket || !watches_) return;
+  for (auto& a : answers) {
+    Watch* w = FindWatch(a.user);
+    if (!w) continue;
+    if (!a.status.ok()) {
+      SendError(a.status.code(), a.status.message());
+      if (w->pending) {
+        ctx_.registry.Unwatch(a.user, this);
+        std::erase_if(*watches_, [&](const Watch& x) { return x.user == a.user; });
+      }
+      continue;
+    }
+    viewer_hides_ = a.viewer_hides;
+    w->user_hides = a.user_hides;
+    if (w->pending && w->has_event) {
+      SendPresence(*w, w->event_online, w->event_last_seen);  // newer than the answer
+    } else {
+      SendText(PresenceFrame(a.user, a.online, a.last_seen_ms));
+    }
+    w->pending = false;
+  }
+}
+
+void Connection::SendPresence(const Watch& w, bool online, int64_t last_seen_ms) {
+  int64_t seen = online ? NowMs() : last_seen_ms;  // "the current time while online"
+  seen = PresenceService::Visible(w.user == session_.user_id, viewer_hides_, w.user_hides, seen);
+  SendText(PresenceFrame(w.user, online, seen));
+}
+
+void Connection::PostPresence(const std::string& user, bool online, int64_t last_seen_ms) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), user, online, last_seen_ms] {
+    if (self->phase_ != Phase::kWebSocket) return;
+    Watch* w = self->FindWatch(user);
+    if (!w) return;
+    if (w->pending) {
+      w->has_event = true;
+      w->event_online = online;
+      w->event_last_seen = last_seen_ms;
+      return;
+    }
+    self->SendPresence(*w, online, last_seen_ms);
+  });
+}
+
+void Connection::PostPrivacy(const std::string& user, bool hides_last_seen) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), user, hides_last_seen] {
+    if (user == self->session_.user_id) self->viewer_hides_ = hides_last_seen;
+    if (Watch* w = self->FindWatch(user)) w->user_hides = hides_last_seen;
+  });
+}
+
+void Connection::Heartbeat() {
+  if (phase_ != Phase::kWebSocket) return;
+  if (!alive_) return Abort();  // no pong, nothing at all, for a whole interval
+  alive_ = false;
+  std::string ping;
+  ws::AppendFrame(ping, ws::kPing, "");
+  SendRaw(ping);
 }
 
 void Connection::PostFeedEntry(FeedPos pos, SharedFrame frame) {
@@ -344,7 +473,7 @@ void Connection::RequestCatchUpPage() {
           has_more = true;
           break;
         }
-        auto frame = std::make_shared<const std::string>(ChatService::MessageJson(e.message, e.pos));
+        auto frame = std::make_shared<const std::string>(ChatService::FeedEntryJson(e));
         bytes += frame->size();
         v.emplace_back(e.pos, std::move(frame));
       }
@@ -479,6 +608,10 @@ void Connection::Abort() {
     ctx_.registry.Remove(this);
     ctx_.presence.SocketClosed(session_.user_id);
     ctx_.metrics.open_sockets.Decrement();
+  }
+  if (watches_) {
+    for (auto& w : *watches_) ctx_.registry.Unwatch(w.user, this);
+    watches_.reset();
   }
   if (prev_) prev_->next_ = next_;
   if (next_) next_->prev_ = prev_;

@@ -45,6 +45,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void PostEphemeral(SharedFrame frame);
   // Closes a WebSocket with `code` (or an HTTP connection at once).
   void PostClose(uint16_t code, std::string reason);
+  // A watched user went online or offline.
+  void PostPresence(const std::string& user, bool online, int64_t last_seen_ms);
+  // `user` (this socket's own, or a watched one) changed its privacy setting.
+  void PostPrivacy(const std::string& user, bool hides_last_seen);
 
   // Set once at the upgrade, before the connection is registered; then const.
   const DeviceSession& session() const { return session_; }
@@ -57,10 +61,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Shutdown();
   // On the connection's thread (or once its thread is stopped): close now.
   void Abort();
+  // On the connection's thread, every heartbeat interval: a WebSocket that
+  // sent nothing since the previous tick (not even the pong to its ping) is
+  // closed; otherwise it gets a ping.
+  void Heartbeat();
 
  private:
   enum class Phase : uint8_t { kHttp, kHttpBusy, kWebSocket, kClosing, kLingering, kClosed };
   struct CatchUp;
+  // A presence subscription. Until the first answer (`pending`), nothing is
+  // sent for it: the subscriber may not be allowed to see this user.
+  struct Watch {
+    std::string user;
+    bool pending = true;
+    bool user_hides = false;
+    bool has_event = false;  // an event arrived while pending
+    bool event_online = false;
+    int64_t event_last_seen = -1;
+  };
+  struct PresenceAnswer {
+    std::string user;
+    Status status;  // forbidden when not allowed
+    bool online = false;
+    int64_t last_seen_ms = -1;
+    bool user_hides = false;
+    bool viewer_hides = false;
+  };
 
   void WaitRead();
   void OnReadable(const boost::system::error_code& ec);
@@ -82,6 +108,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnFeedEntry(FeedPos pos, const SharedFrame& frame);
   void RequestCatchUpPage();
   void OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page, bool has_more);
+  void OnPresenceSubscribe(std::vector<std::string> users);
+  void OnPresenceAnswers(std::vector<PresenceAnswer> answers);
+  Watch* FindWatch(const std::string& user);
+  void SendPresence(const Watch& w, bool online, int64_t last_seen_ms);
   void SendError(ErrorCode code, std::string_view message,
                  const std::optional<std::string>& client_msg_id = std::nullopt);
 
@@ -106,6 +136,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t out_off_ = 0;
   std::unique_ptr<HttpRequestParser> http_;
   std::unique_ptr<CatchUp> catchup_;
+  std::unique_ptr<std::vector<Watch>> watches_;  // only once presence_subscribe is used
   std::unique_ptr<boost::asio::steady_timer> linger_timer_;  // only while closing
   ws::FrameReader reader_;
   FeedPos last_sent_pos_ = 0;
@@ -118,6 +149,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
   bool registered_ = false;
+  bool alive_ = true;          // heard from since the last heartbeat tick
+  bool viewer_hides_ = false;  // this user hides its last_seen (so sees nobody's)
 };
 
 // Per network thread: the shared read buffer and the list of connections.

@@ -15,7 +15,7 @@ namespace pigeon {
 class ChatService;
 class HttpApi;
 class SessionRegistry;
-class PresenceDirectory;
+class PresenceService;
 class Metrics;
 
 struct GatewayLimits {
@@ -34,7 +34,7 @@ struct GatewayContext {
   ChatService& chat;
   HttpApi& api;
   SessionRegistry& registry;
-  PresenceDirectory& presence;
+  PresenceService& presence;
   Metrics& metrics;
   boost::asio::thread_pool& workers;  // blocking work: store reads, password hashing
   GatewayLimits limits;

@@ -7,6 +7,7 @@
 
 #include "chat/chat_service.h"
 #include "chat/metrics.h"
+#include "chat/presence_service.h"
 
 namespace pigeon {
 namespace json = boost::json;
@@ -259,17 +260,56 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     auto page = chat_.ReadFeed(*who, since, limit);
     if (!page.ok()) return done(Error(page.status()));
     std::string out = R"({"messages":[)";
+    std::string receipts;
     FeedPos last = since;
-    for (size_t i = 0; i < page->entries.size(); ++i) {
-      auto& e = page->entries[i];
-      if (i) out.push_back(',');
-      out.append(ChatService::MessageJson(e.message, e.pos));
+    bool first = true;
+    for (auto& e : page->entries) {
       last = e.pos;
+      if (e.kind == FeedEntry::Kind::kReceipt) {
+        if (!receipts.empty()) receipts.push_back(',');
+        receipts.append(ChatService::FeedEntryJson(e));
+        continue;
+      }
+      if (!first) out.push_back(',');
+      first = false;
+      out.append(ChatService::FeedEntryJson(e));
     }
-    out.append(R"(],"receipts":[],"next_cursor":")");
+    out.append(R"(],"receipts":[)").append(receipts).append(R"(],"next_cursor":")");
     AppendCursor(out, last);
     out.append(R"(","has_more":)").append(page->has_more ? "true}" : "false}");
     return done(Json(200, std::move(out)));
+  }
+  if (rest.starts_with("presence/") && m == "GET") {
+    std::string user(rest.substr(9));
+    auto allowed = chat_.MayWatch(who->user_id, user);
+    if (!allowed.ok()) return done(Error(allowed.status()));
+    // The same answer for strangers and for users that do not exist.
+    if (!*allowed) return fail(ErrorCode::kForbidden, "no conversation shared with this user");
+    auto view = presence_.Get(who->user_id, user);
+    if (!view.ok()) return done(Error(view.status()));
+    std::string out = R"({"user_id":)";
+    AppendJsonString(out, user);
+    out.append(view->online ? R"(,"online":true,"last_seen":)" : R"(,"online":false,"last_seen":)");
+    out.append(view->last_seen_ms < 0 ? "null" : std::to_string(view->last_seen_ms));
+    out.push_back('}');
+    return done(Json(200, std::move(out)));
+  }
+  if (rest == "me/settings" && m == "GET") {
+    auto u = chat_.GetUser(who->user_id);
+    if (!u.ok()) return done(Error(u.status()));
+    return done(Json(200, u->hides_last_seen ? R"({"last_seen":"nobody"})" : R"({"last_seen":"everyone"})"));
+  }
+  if (rest == "me/settings" && m == "PUT") {
+    auto body = ParseBody(req.body);
+    if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
+    auto ls = StringField(*body, "last_seen");
+    if (!ls || (*ls != "everyone" && *ls != "nobody"))
+      return fail(ErrorCode::kBadRequest, R"("last_seen" must be "everyone" or "nobody")");
+    bool hides = *ls == "nobody";
+    return chat_.SetPrivacy(who->user_id, hides, [done, hides, this](Status s) {
+      if (!s.ok()) return done(Error(s));
+      done(Json(200, hides ? R"({"last_seen":"nobody"})" : R"({"last_seen":"everyone"})"));
+    });
   }
   fail(ErrorCode::kNotFound, "no such endpoint");
 }

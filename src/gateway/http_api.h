@@ -20,6 +20,7 @@ namespace pigeon {
 
 class ChatService;
 class Metrics;
+class PresenceService;
 
 struct HttpResponse {
   int status = 200;
@@ -35,7 +36,8 @@ struct UpgradeGrant {
 
 class HttpApi {
  public:
-  HttpApi(ChatService& chat, Metrics& metrics) : chat_(chat), metrics_(metrics) {}
+  HttpApi(ChatService& chat, PresenceService& presence, Metrics& metrics)
+      : chat_(chat), presence_(presence), metrics_(metrics) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
@@ -48,6 +50,7 @@ class HttpApi {
   void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
   ChatService& chat_;
+  PresenceService& presence_;
   Metrics& metrics_;
 };
 

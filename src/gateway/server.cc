@@ -24,7 +24,9 @@ struct Server::Impl {
   std::vector<std::thread> threads;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unique_ptr<asio::steady_timer> retry_timer;
+  std::vector<std::unique_ptr<asio::steady_timer>> heartbeat_timers;  // one per thread
   std::shared_ptr<std::function<void()>> accept_loop_holder;
+  std::vector<std::shared_ptr<std::function<void()>>> heartbeat_loops;
   size_t next = 0;
   bool stopping = false;
 };
@@ -84,6 +86,30 @@ Status Server::Start() {
   asio::post(*impl_->contexts[0], [loop] { (*loop)(); });
   impl_->accept_loop_holder = loop;
 
+  // Heartbeats: one timer per thread walks that thread's connections; no
+  // per-socket timer.
+  if (options_.heartbeat.count() > 0) {
+    for (unsigned i = 0; i < n; ++i) {
+      impl_->heartbeat_timers.push_back(std::make_unique<asio::steady_timer>(*impl_->contexts[i]));
+      auto tick = std::make_shared<std::function<void()>>();
+      *tick = [timer = impl_->heartbeat_timers.back().get(), state = impl_->states[i].get(),
+               every = options_.heartbeat, weak = std::weak_ptr<std::function<void()>>(tick)] {
+        timer->expires_after(every);
+        timer->async_wait([state, weak](const boost::system::error_code& ec) {
+          auto self = weak.lock();
+          if (ec || !self) return;
+          for (Connection* c = state->head; c;) {
+            Connection* next = c->next_;  // Heartbeat may close and unlink c
+            c->Heartbeat();
+            c = next;
+          }
+          (*self)();
+        });
+      };
+      impl_->heartbeat_loops.push_back(tick);
+      asio::post(*impl_->contexts[i], [tick] { (*tick)(); });
+    }
+  }
   for (unsigned i = 0; i < n; ++i) {
     impl_->threads.emplace_back([ctx = impl_->contexts[i].get()] { ctx->run(); });
   }
@@ -104,6 +130,15 @@ void Server::Drain(std::chrono::milliseconds grace) {
   });
   accepted_stopped.get_future().wait();
   impl->accept_loop_holder.reset();
+  for (size_t i = 0; i < impl->heartbeat_timers.size(); ++i) {
+    std::promise<void> cancelled;
+    asio::post(*impl->contexts[i], [&, i] {
+      impl->heartbeat_timers[i]->cancel();
+      cancelled.set_value();
+    });
+    cancelled.get_future().wait();
+  }
+  impl->heartbeat_loops.clear();
   for (size_t i = 0; i < impl->contexts.size(); ++i) {
     std::promise<void> done;
     asio::post(*impl->contexts[i], [state = impl->states[i].get(), &done] {
@@ -141,6 +176,7 @@ void Server::Drain(std::chrono::milliseconds grace) {
     while (state->head) state->head->Abort();
   impl->acceptor.reset();
   impl->retry_timer.reset();
+  impl->heartbeat_timers.clear();
 }
 
 }  // namespace pigeon

@@ -19,6 +19,9 @@ class Server {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;
     unsigned threads = 0;  // 0: one per core
+    // WebSocket ping interval; a socket silent for a whole interval after a
+    // ping is closed. 0 disables heartbeats.
+    std::chrono::milliseconds heartbeat{25000};
   };
   Server(Options options, GatewayContext& ctx);
   ~Server();

@@ -16,14 +16,53 @@ void SessionRegistry::Add(const std::shared_ptr<Connection>& c) {
   s.users[c->session().user_id].push_back(c);
 }
 
+namespace {
+
+using ConnMap = std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>>;
+
+void EraseFrom(ConnMap& map, const std::string& key, const Connection* c) {
+  auto it = map.find(key);
+  if (it == map.end()) return;
+  auto& v = it->second;
+  v.erase(std::remove_if(v.begin(), v.end(), [c](auto& p) { return p.get() == c; }), v.end());
+  if (v.empty()) map.erase(it);
+}
+
+}  // namespace
+
 void SessionRegistry::Remove(const Connection* c) {
   auto& s = ShardFor(c->session().user_id);
   std::lock_guard lock(s.mu);
-  auto it = s.users.find(c->session().user_id);
-  if (it == s.users.end()) return;
-  auto& v = it->second;
-  v.erase(std::remove_if(v.begin(), v.end(), [c](auto& p) { return p.get() == c; }), v.end());
-  if (v.empty()) s.users.erase(it);
+  EraseFrom(s.users, c->session().user_id, c);
+}
+
+void SessionRegistry::Watch(const std::string& user, const std::shared_ptr<Connection>& c) {
+  auto& s = ShardFor(user);
+  std::lock_guard lock(s.mu);
+  s.watchers[user].push_back(c);
+}
+
+void SessionRegistry::Unwatch(const std::string& user, const Connection* c) {
+  auto& s = ShardFor(user);
+  std::lock_guard lock(s.mu);
+  EraseFrom(s.watchers, user, c);
+}
+
+void SessionRegistry::PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) {
+  auto& s = ShardFor(user);
+  std::lock_guard lock(s.mu);
+  auto it = s.watchers.find(user);
+  if (it == s.watchers.end()) return;
+  for (auto& c : it->second) c->PostPresence(user, online, last_seen_ms);
+}
+
+void SessionRegistry::PrivacyChanged(const std::string& user, bool hides_last_seen) {
+  auto& s = ShardFor(user);
+  std::lock_guard lock(s.mu);
+  if (auto it = s.users.find(user); it != s.users.end())
+    for (auto& c : it->second) c->PostPrivacy(user, hides_last_seen);
+  if (auto it = s.watchers.find(user); it != s.watchers.end())
+    for (auto& c : it->second) c->PostPrivacy(user, hides_last_seen);
 }
 
 void SessionRegistry::DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) {

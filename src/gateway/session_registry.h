@@ -20,15 +20,21 @@ class SessionRegistry final : public DeliverySink {
  public:
   void Add(const std::shared_ptr<Connection>& c);
   void Remove(const Connection* c);
+  // Presence subscriptions: `c` hears of `user`'s changes until Unwatch.
+  void Watch(const std::string& user, const std::shared_ptr<Connection>& c);
+  void Unwatch(const std::string& user, const Connection* c);
 
   void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override;
   void DeliverEphemeral(const std::string& user, SharedFrame frame) override;
   void CloseDevice(const std::string& user, const std::string& device, uint16_t code) override;
+  void PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) override;
+  void PrivacyChanged(const std::string& user, bool hides_last_seen) override;
 
  private:
   struct Shard {
     std::mutex mu;
     std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>> users;
+    std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>> watchers;
   };
   Shard& ShardFor(const std::string& user);
   std::array<Shard, 64> shards_;

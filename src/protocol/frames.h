@@ -77,5 +77,10 @@ std::string MessageFramePrefix(const MessageView& m);
 std::string FinishMessage(std::string_view prefix, FeedPos pos);
 std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id,
                      uint64_t seq, int64_t ts);
+// status: "delivered" or "read".
+std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
+                         std::string_view status, uint64_t seq, int64_t ts, FeedPos cursor);
+// last_seen_ms < 0: null.
+std::string PresenceFrame(std::string_view user_id, bool online, int64_t last_seen_ms);
 
 }  // namespace pigeon

@@ -2,6 +2,7 @@
 // hot path. String escaping is Boost.JSON's serializer.
 #include <boost/json.hpp>
 
+#include "core/ids.h"
 #include "protocol/frames.h"
 
 namespace pigeon {
@@ -45,8 +46,7 @@ std::string MessageFramePrefix(const MessageView& m) {
   out.append(R"({"type":"message","conversation_id":")");
   out.append(m.conversation_id);  // server-made: hex, needs no escaping
   out.append(R"(","server_msg_id":")");
-  out.append(m.conversation_id).push_back('-');
-  out.append(std::to_string(m.seq));
+  out.append(ServerMsgId(m.conversation_id, m.seq));
   out.append(R"(","seq":)");
   out.append(std::to_string(m.seq));
   out.append(R"(,"sender":")");
@@ -75,12 +75,34 @@ std::string AckFrame(std::string_view client_msg_id, std::string_view conversati
   out.append(R"(,"conversation_id":")");
   out.append(conversation_id);
   out.append(R"(","server_msg_id":")");
-  out.append(conversation_id).push_back('-');
-  out.append(std::to_string(seq));
+  out.append(ServerMsgId(conversation_id, seq));
   out.append(R"(","seq":)");
   out.append(std::to_string(seq));
   out.append(R"(,"ts":)");
   out.append(std::to_string(ts));
+  out.push_back('}');
+  return out;
+}
+
+std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
+                         std::string_view status, uint64_t seq, int64_t ts, FeedPos cursor) {
+  std::string out = R"({"type":"receipt","conversation_id":")";
+  out.append(conversation_id);
+  out.append(R"(","user":")").append(user);
+  out.append(R"(","status":")").append(status);
+  out.append(R"(","seq":)").append(std::to_string(seq));
+  out.append(R"(,"ts":)").append(std::to_string(ts));
+  out.append(R"(,"cursor":")");
+  AppendCursor(out, cursor);
+  out.append("\"}");
+  return out;
+}
+
+std::string PresenceFrame(std::string_view user_id, bool online, int64_t last_seen_ms) {
+  std::string out = R"({"type":"presence","user_id":)";
+  AppendJsonString(out, user_id);
+  out.append(online ? R"(,"online":true,"last_seen":)" : R"(,"online":false,"last_seen":)");
+  out.append(last_seen_ms < 0 ? "null" : std::to_string(last_seen_ms));
   out.push_back('}');
   return out;
 }

@@ -37,6 +37,14 @@ std::vector<Option> Options(Config& c) {
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
+      {"heartbeat_interval_ms",
+       "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "
+       "(0: off)",
+       &c.heartbeat_interval_ms},
+      {"presence_debounce_ms",
+       "ms after a user's last socket closes before it is announced offline (reconnects within it "
+       "announce nothing)",
+       &c.presence_debounce_ms},
   };
 }
 

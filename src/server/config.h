@@ -24,6 +24,8 @@ struct Config {
   uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
   uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
   uint64_t drain_grace_ms = 2000;          // SIGTERM: time given to close frames to flush
+  uint64_t heartbeat_interval_ms = 25000;  // WebSocket ping interval; silent a whole interval: closed
+  uint64_t presence_debounce_ms = 2000;    // a user offline this long after its last socket closed is announced offline
 
   // Splits `listen` into host and port.
   Status ParseListen(std::string* host, uint16_t* port) const;

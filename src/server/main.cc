@@ -12,6 +12,7 @@
 #include "chat/chat_service.h"
 #include "chat/commit_pipeline.h"
 #include "chat/metrics.h"
+#include "chat/presence_service.h"
 #include "gateway/http_api.h"
 #include "gateway/server.h"
 #include "gateway/session_registry.h"
@@ -53,7 +54,10 @@ int main(int argc, char** argv) {
   ChatService chat(**store, pipeline, bus, presence, metrics,
                    {.pwhash_opslimit = cfg->pwhash_opslimit,
                     .pwhash_memlimit = cfg->pwhash_memlimit_kib * 1024});
-  HttpApi api(chat, metrics);
+  PresenceService presence_service(
+      presence, bus, pipeline, **store,
+      {.offline_debounce_ms = static_cast<int64_t>(cfg->presence_debounce_ms)});
+  HttpApi api(chat, presence_service, metrics);
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
   GatewayLimits limits;
   limits.max_frame_bytes = cfg->max_frame_bytes;
@@ -61,8 +65,12 @@ int main(int argc, char** argv) {
   limits.max_inflight_sends = cfg->max_inflight_sends;
   limits.max_http_body_bytes = cfg->max_frame_bytes;
   limits.frame.max_body_bytes = cfg->max_body_bytes;
-  GatewayContext ctx{chat, api, registry, presence, metrics, workers, limits};
-  Server server({.host = host, .port = port, .threads = cfg->network_threads}, ctx);
+  GatewayContext ctx{chat, api, registry, presence_service, metrics, workers, limits};
+  Server server({.host = host,
+                 .port = port,
+                 .threads = cfg->network_threads,
+                 .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms)},
+                ctx);
   if (auto s = server.Start(); !s.ok()) {
     spdlog::critical("{}", s.message());
     return 1;
@@ -80,6 +88,7 @@ int main(int argc, char** argv) {
   // finish, everything queued is committed, the store is closed.
   server.Drain(std::chrono::milliseconds(cfg->drain_grace_ms));
   workers.join();
+  presence_service.Stop();  // last_seen of users whose sockets just closed
   pipeline.Stop();
   spdlog::info("pigeond stopped");
   return 0;

@@ -35,6 +35,7 @@ struct UserRecord {
   std::string password_hash;  // Argon2id, libsodium's crypto_pwhash_str format
   int64_t created_ms = 0;
   int64_t last_seen_ms = 0;  // 0: never connected
+  bool hides_last_seen = false;  // privacy setting "last_seen": "nobody"
 };
 
 struct DeviceSession {
@@ -53,11 +54,19 @@ struct Conversation {
   }
 };
 
+// One user's marks in one conversation: the highest seq of the other member's
+// messages that the user's devices hold (delivered) and that it read.
+struct ReadMarks {
+  uint64_t delivered = 0;
+  uint64_t read = 0;
+};
+
 struct ConversationSummary {
   std::string id;
   std::vector<std::string> members;
   uint64_t last_seq = 0;
-  uint64_t read_seq = 0;  // the asking user's own read mark
+  uint64_t read_seq = 0;       // the asking user's own read mark
+  uint64_t delivered_seq = 0;  // the asking user's own delivered mark
 };
 
 struct StoredMessage {
@@ -69,11 +78,23 @@ struct StoredMessage {
   std::string client_msg_id;
 };
 
+enum class ReceiptStatus : uint8_t { kDelivered = 1, kRead = 2 };
+
+// `user` received (or read) the other member's messages up to `seq`.
+struct Receipt {
+  std::string conversation_id;
+  std::string user;
+  ReceiptStatus status = ReceiptStatus::kDelivered;
+  uint64_t seq = 0;
+  int64_t ts = 0;
+};
+
 struct FeedEntry {
-  enum class Kind : uint8_t { kMessage = 1 };
+  enum class Kind : uint8_t { kMessage = 1, kReceipt = 2 };
   FeedPos pos = 0;
   Kind kind = Kind::kMessage;
-  StoredMessage message;
+  StoredMessage message;  // kMessage
+  Receipt receipt;        // kReceipt
 };
 
 struct FeedPage {
@@ -115,16 +136,40 @@ struct AppendMessage {
   std::string body;
 };
 // A device confirms it holds its feed up to `pos` (never moves back; clamped
-// to the feed's head).
+// to the feed's committed head). When the user's furthest confirmed position
+// advances, the delivered mark of each conversation with newly covered
+// messages of the other member advances, and a delivered receipt goes into
+// that member's feed. At most `max_scan` feed entries are examined; the result
+// then says where to resume.
 struct ConfirmFeed {
   std::string user_id;
   std::string device_id;
   FeedPos pos;
+  size_t max_scan = 50000;
+};
+// The user read the conversation up to `seq`: forbidden for non-members,
+// bad_request beyond the last seq. The read mark becomes the highest seq of
+// the other member's messages at or before `seq` (never moving back; the
+// delivered mark follows it up); a read receipt goes into both members' feeds.
+struct MarkRead {
+  std::string user_id;
+  std::string conversation_id;
+  uint64_t seq;
+};
+// Records when the user was last online.
+struct SetLastSeen {
+  std::string user_id;
+  int64_t last_seen_ms;
+};
+struct SetPrivacy {
+  std::string user_id;
+  bool hides_last_seen;
 };
 }  // namespace op
 
 using WriteOp = std::variant<op::CreateUser, op::CreateSession, op::DeleteSession,
-                             op::OpenDirectConversation, op::AppendMessage, op::ConfirmFeed>;
+                             op::OpenDirectConversation, op::AppendMessage, op::ConfirmFeed,
+                             op::MarkRead, op::SetLastSeen, op::SetPrivacy>;
 
 struct Delivery {
   std::string user_id;
@@ -137,9 +182,19 @@ struct AppendResult {
   std::vector<Delivery> fanout;  // one per member; empty for a duplicate
 };
 
+struct ReceiptResult {
+  Receipt receipt;
+  std::vector<Delivery> fanout;  // feed entries written for it
+};
+
+struct ReceiptsResult {
+  std::vector<ReceiptResult> receipts;
+  FeedPos resume_from = 0;  // ConfirmFeed: nonzero when the scan stopped early
+};
+
 struct OpResult {
   Status status;
-  std::variant<std::monostate, Conversation, AppendResult, DeviceSession> value;
+  std::variant<std::monostate, Conversation, AppendResult, DeviceSession, ReceiptsResult> value;
 };
 
 class MessageStore {

@@ -13,6 +13,7 @@ std::string EncodeUser(const UserRecord& u) {
   PutLengthPrefixed(out, u.password_hash);
   PutVarint(out, static_cast<uint64_t>(u.created_ms));
   PutVarint(out, static_cast<uint64_t>(u.last_seen_ms));
+  PutVarint(out, u.hides_last_seen ? 1 : 0);  // flags
   return out;
 }
 
@@ -25,6 +26,9 @@ bool DecodeUser(std::string_view in, UserRecord* u) {
     return false;
   u->created_ms = static_cast<int64_t>(created);
   u->last_seen_ms = static_cast<int64_t>(seen);
+  uint64_t flags = 0;
+  if (!r.done() && !r.GetVarint(&flags)) return false;
+  u->hides_last_seen = flags & 1;
   return true;
 }
 

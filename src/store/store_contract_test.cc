@@ -202,5 +202,79 @@ TYPED_TEST(StoreContract, EverythingSurvivesReopenAndCountersContinue) {
   EXPECT_TRUE(this->store_->Check().ok());
 }
 
+TYPED_TEST(StoreContract, ConfirmingTheFeedMakesOneDeliveredReceiptPerAdvance) {
+  auto id = this->Conv("alice", "bob");
+  (void)this->Append("alice", id, "a1");
+  (void)this->Append("alice", id, "a2");
+  (void)this->Append("bob", id, "b1");  // seq 3, bob's own
+  (void)this->One(op::CreateSession{"bob", "phone", "", TokenHash("t")});
+  auto r = this->One(op::ConfirmFeed{"bob", "phone", 3});
+  ASSERT_TRUE(r.status.ok());
+  auto& rs = std::get<ReceiptsResult>(r.value).receipts;
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].receipt.status, ReceiptStatus::kDelivered);
+  EXPECT_EQ(rs[0].receipt.seq, 2u);  // bob's own seq 3 does not count
+  EXPECT_EQ(rs[0].receipt.user, "bob");
+  ASSERT_EQ(rs[0].fanout.size(), 1u);
+  EXPECT_EQ(rs[0].fanout[0].user_id, "alice");
+  // Again, or lower: nothing.
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 3}).value).receipts.empty());
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 1}).value).receipts.empty());
+  // A position past the head is clamped: nothing beyond what exists.
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 99}).value).receipts.empty());
+  auto feed = this->store_->ReadFeed("alice", 0, 100);
+  ASSERT_EQ(feed->entries.size(), 4u);  // three messages and the receipt
+  EXPECT_EQ(feed->entries[3].kind, FeedEntry::Kind::kReceipt);
+  EXPECT_EQ(feed->entries[3].receipt.seq, 2u);
+  EXPECT_EQ((*this->store_->ListConversations("bob"))[0].delivered_seq, 2u);
+}
+
+TYPED_TEST(StoreContract, LongScansResumeWhereTheyStopped) {
+  auto id = this->Conv("alice", "bob");
+  for (int i = 0; i < 10; ++i) (void)this->Append("alice", id, std::to_string(i));
+  (void)this->One(op::CreateSession{"bob", "phone", "", TokenHash("t")});
+  auto first = std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 10, 4}).value);
+  EXPECT_NE(first.resume_from, 0u);
+  ASSERT_EQ(first.receipts.size(), 1u);
+  EXPECT_EQ(first.receipts[0].receipt.seq, 4u);
+  auto second = std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 10, 100}).value);
+  EXPECT_EQ(second.resume_from, 0u);
+  ASSERT_EQ(second.receipts.size(), 1u);
+  EXPECT_EQ(second.receipts[0].receipt.seq, 10u);
+}
+
+TYPED_TEST(StoreContract, ReadMarksOnlyMoveForwardOverTheOthersMessages) {
+  auto id = this->Conv("alice", "bob");
+  (void)this->One(op::CreateUser{"carol", "h"});
+  (void)this->Append("alice", id, "a1");
+  (void)this->Append("bob", id, "b1");
+  EXPECT_EQ(this->One(op::MarkRead{"bob", id, 3}).status.code(), ErrorCode::kBadRequest);
+  EXPECT_EQ(this->One(op::MarkRead{"carol", id, 1}).status.code(), ErrorCode::kForbidden);
+  auto r = this->One(op::MarkRead{"bob", id, 2});
+  ASSERT_TRUE(r.status.ok());
+  auto& rs = std::get<ReceiptsResult>(r.value).receipts;
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].receipt.status, ReceiptStatus::kRead);
+  EXPECT_EQ(rs[0].receipt.seq, 1u);  // the newest of alice's messages at or before 2
+  EXPECT_EQ(rs[0].fanout.size(), 2u);  // both feeds
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 1}).value).receipts.empty());
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 2}).value).receipts.empty());
+  auto list = this->store_->ListConversations("bob");
+  EXPECT_EQ((*list)[0].read_seq, 1u);
+  EXPECT_EQ((*list)[0].delivered_seq, 1u);  // read implies delivered
+}
+
+TYPED_TEST(StoreContract, LastSeenAndPrivacyPersist) {
+  (void)this->One(op::CreateUser{"alice", "h"});
+  EXPECT_TRUE(this->One(op::SetLastSeen{"alice", 12345}).status.ok());
+  EXPECT_TRUE(this->One(op::SetPrivacy{"alice", true}).status.ok());
+  EXPECT_EQ(this->One(op::SetLastSeen{"ghost", 1}).status.code(), ErrorCode::kNotFound);
+  this->Reopen();
+  auto u = this->store_->GetUser("alice");
+  EXPECT_EQ(u->last_seen_ms, 12345);
+  EXPECT_TRUE(u->hides_last_seen);
+  EXPECT_EQ(u->password_hash, "h");
+}
+
 }  // namespace
 }  // namespace pigeon

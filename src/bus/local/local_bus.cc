@@ -15,4 +15,12 @@ void LocalBus::PublishCloseDevice(const std::string& user, const std::string& de
   if (sink_) sink_->CloseDevice(user, device, code);
 }
 
+void LocalBus::PublishPresence(const std::string& user, bool online, int64_t last_seen_ms) {
+  if (sink_) sink_->PresenceChanged(user, online, last_seen_ms);
+}
+
+void LocalBus::PublishPrivacy(const std::string& user, bool hides_last_seen) {
+  if (sink_) sink_->PrivacyChanged(user, hides_last_seen);
+}
+
 }  // namespace pigeon

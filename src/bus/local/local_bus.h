@@ -12,6 +12,8 @@ class LocalBus final : public MessageBus {
   void PublishEphemeral(const std::string& user, SharedFrame frame) override;
   void PublishCloseDevice(const std::string& user, const std::string& device,
                           uint16_t code) override;
+  void PublishPresence(const std::string& user, bool online, int64_t last_seen_ms) override;
+  void PublishPrivacy(const std::string& user, bool hides_last_seen) override;
 
  private:
   DeliverySink* sink_ = nullptr;

@@ -6,6 +6,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <map>
 
 #include "core/bytes.h"
 #include "core/ids.h"
@@ -41,16 +42,67 @@ std::string UserKey(std::string_view user) { return std::string(1, 'U').append(u
 std::string ConvKey(std::string_view id) { return std::string(1, 'C').append(id); }
 std::string TokenKey(std::string_view hash) { return std::string(1, 'T').append(hash); }
 
-std::string EncodeFeedRef(std::string_view conv, uint64_t seq) {
+// Feed entry values: a kind byte, then
+//   message: lp conversation, varint seq, lp sender
+//   receipt: lp conversation, varint seq, lp user, varint status, varint ts
+std::string EncodeMessageRef(std::string_view conv, uint64_t seq, std::string_view sender) {
   std::string v(1, static_cast<char>(FeedEntry::Kind::kMessage));
   PutLengthPrefixed(v, conv);
   PutVarint(v, seq);
+  PutLengthPrefixed(v, sender);
   return v;
+}
+
+std::string EncodeReceiptRef(const Receipt& r) {
+  std::string v(1, static_cast<char>(FeedEntry::Kind::kReceipt));
+  PutLengthPrefixed(v, r.conversation_id);
+  PutVarint(v, r.seq);
+  PutLengthPrefixed(v, r.user);
+  PutVarint(v, static_cast<uint64_t>(r.status));
+  PutVarint(v, static_cast<uint64_t>(r.ts));
+  return v;
+}
+
+// Decodes a feed value into `e` (message fields other than conversation, seq
+// and sender are loaded separately).
+bool DecodeFeedValue(std::string_view v, FeedEntry* e) {
+  if (v.empty()) return false;
+  ByteReader r(v.substr(1));
+  if (v[0] == static_cast<char>(FeedEntry::Kind::kMessage)) {
+    e->kind = FeedEntry::Kind::kMessage;
+    return r.GetString(&e->message.conversation_id) && r.GetVarint(&e->message.seq) &&
+           r.GetString(&e->message.sender);
+  }
+  if (v[0] == static_cast<char>(FeedEntry::Kind::kReceipt)) {
+    e->kind = FeedEntry::Kind::kReceipt;
+    uint64_t ts;
+    if (!r.GetString(&e->receipt.conversation_id) || !r.GetVarint(&e->receipt.seq) ||
+        !r.GetString(&e->receipt.user))
+      return false;
+    uint64_t st;
+    if (!r.GetVarint(&st) || (st != 1 && st != 2) || !r.GetVarint(&ts)) return false;
+    e->receipt.status = static_cast<ReceiptStatus>(st);
+    e->receipt.ts = static_cast<int64_t>(ts);
+    return true;
+  }
+  return false;
 }
 
 bool DecodeRef(std::string_view in, std::string* conv, uint64_t* seq) {
   ByteReader r(in);
   return r.GetString(conv) && r.GetVarint(seq);
+}
+
+std::string EncodeMarks(const ReadMarks& m) {
+  std::string v;
+  PutVarint(v, m.delivered);
+  PutVarint(v, m.read);
+  return v;
+}
+
+bool DecodeMarks(std::string_view in, ReadMarks* m) {
+  ByteReader r(in);
+  return r.GetVarint(&m->delivered) && r.GetVarint(&m->read);
 }
 
 struct DeviceRecord {
@@ -148,101 +200,227 @@ FeedPos& RocksStore::Head(const std::string& user) {
 }
 
 OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, const WriteOp& wop, int64_t now_ms) {
-  OpResult r;
+  return std::visit([&](const auto& o) { return ApplyOp(batch, o, now_ms); }, wop);
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms) {
   std::string v;
-  if (auto* o = std::get_if<op::CreateUser>(&wop)) {
-    if (GetKey(UserKey(o->user_id), &v)) {
-      r.status = Status(ErrorCode::kConflict, "username is taken");
-      return r;
-    }
-    UserRecord u{o->user_id, o->password_hash, now_ms, 0};
-    PutKey(batch, UserKey(o->user_id), records::EncodeUser(u));
-  } else if (auto* o = std::get_if<op::CreateSession>(&wop)) {
-    if (!GetKey(UserKey(o->user_id), &v)) {
-      r.status = Status(ErrorCode::kNotFound, "no such user");
-      return r;
-    }
-    PutKey(batch, TokenKey(o->token_hash), Key2('\0', o->user_id, o->device_id).substr(1));
-    PutKey(batch, Key2('D', o->user_id, o->device_id),
-           EncodeDevice({0, o->device_name, o->token_hash}));
-  } else if (auto* o = std::get_if<op::DeleteSession>(&wop)) {
-    if (!GetKey(TokenKey(o->token_hash), &v)) {
-      r.status = Status(ErrorCode::kUnauthorized, "token is not valid");
-      return r;
-    }
-    auto sep = v.find('\0');
-    DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
-    DeleteKey(batch, TokenKey(o->token_hash));
-    DeleteKey(batch, Key2('D', s.user_id, s.device_id));
-    r.value = std::move(s);
-  } else if (auto* o = std::get_if<op::OpenDirectConversation>(&wop)) {
-    if (o->user_id == o->peer_id) {
-      r.status = Status(ErrorCode::kBadRequest, "the peer is the caller");
-      return r;
-    }
-    if (!GetKey(UserKey(o->peer_id), &v)) {
-      r.status = Status(ErrorCode::kNotFound, "no such user");
-      return r;
-    }
-    std::string id = DirectConversationId(o->user_id, o->peer_id);
-    Conversation* c = LoadConversation(id);
-    if (!c) {
-      Conversation fresh{id, {o->user_id, o->peer_id}, 0};
-      std::sort(fresh.members.begin(), fresh.members.end());
-      c = &conversations_.emplace(id, std::move(fresh)).first->second;
-      dirty_conversations_.insert(id);
-      for (auto& m : c->members) (void)batch.Put(Key2('L', m, id), "");
-    }
-    r.value = *c;
-  } else if (auto* o = std::get_if<op::AppendMessage>(&wop)) {
-    std::string dedup_key = Key2('X', o->sender, o->client_msg_id);
-    if (GetKey(dedup_key, &v)) {
-      AppendResult a;
-      a.duplicate = true;
-      std::string mv;
-      if (!DecodeRef(v, &a.message.conversation_id, &a.message.seq) ||
-          !GetKey(KeyNum('M', a.message.conversation_id, a.message.seq), &mv) ||
-          !records::DecodeMessage(mv, &a.message)) {
-        r.status = Corrupt("dedup record");
-        return r;
-      }
-      r.value = std::move(a);
-      return r;
-    }
-    Conversation* c = LoadConversation(o->conversation_id);
-    if (!c || !c->HasMember(o->sender)) {
-      r.status = Status(ErrorCode::kForbidden, "not a member of this conversation");
-      return r;
-    }
+  if (GetKey(UserKey(o.user_id), &v)) return {Status(ErrorCode::kConflict, "username is taken"), {}};
+  UserRecord u{o.user_id, o.password_hash, now_ms, 0, false};
+  PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
+  return {};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession& o, int64_t) {
+  std::string v;
+  if (!GetKey(UserKey(o.user_id), &v)) return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  std::string session = o.user_id;
+  session.push_back('\0');
+  session.append(o.device_id);
+  PutKey(batch, TokenKey(o.token_hash), std::move(session));
+  PutKey(batch, Key2('D', o.user_id, o.device_id), EncodeDevice({0, o.device_name, o.token_hash}));
+  return {};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession& o, int64_t) {
+  std::string v;
+  if (!GetKey(TokenKey(o.token_hash), &v))
+    return {Status(ErrorCode::kUnauthorized, "token is not valid"), {}};
+  auto sep = v.find('\0');
+  DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
+  DeleteKey(batch, TokenKey(o.token_hash));
+  DeleteKey(batch, Key2('D', s.user_id, s.device_id));
+  return {Status::Ok(), std::move(s)};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectConversation& o,
+                             int64_t) {
+  if (o.user_id == o.peer_id) return {Status(ErrorCode::kBadRequest, "the peer is the caller"), {}};
+  std::string v;
+  if (!GetKey(UserKey(o.peer_id), &v)) return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  std::string id = DirectConversationId(o.user_id, o.peer_id);
+  Conversation* c = LoadConversation(id);
+  if (!c) {
+    Conversation fresh{id, {o.user_id, o.peer_id}, 0};
+    std::sort(fresh.members.begin(), fresh.members.end());
+    c = &conversations_.emplace(id, std::move(fresh)).first->second;
+    dirty_conversations_.insert(id);
+    for (auto& m : c->members) (void)batch.Put(Key2('L', m, id), "");
+  }
+  return {Status::Ok(), *c};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage& o,
+                             int64_t now_ms) {
+  std::string v;
+  std::string dedup_key = Key2('X', o.sender, o.client_msg_id);
+  if (GetKey(dedup_key, &v)) {
     AppendResult a;
-    a.message = StoredMessage{o->conversation_id, ++c->last_seq, o->sender, o->body, now_ms,
-                              o->client_msg_id};
-    dirty_conversations_.insert(o->conversation_id);
-    PutKey(batch, KeyNum('M', o->conversation_id, a.message.seq),
-           records::EncodeMessage(a.message));
-    std::string ref;
-    PutLengthPrefixed(ref, o->conversation_id);
-    PutVarint(ref, a.message.seq);
-    PutKey(batch, std::move(dedup_key), std::move(ref));
-    std::string feed_value = EncodeFeedRef(o->conversation_id, a.message.seq);
-    for (auto& m : c->members) {
-      FeedPos pos = ++Head(m);
-      (void)batch.Put(KeyNum('F', m, pos), feed_value);
-      a.fanout.push_back(Delivery{m, pos});
+    a.duplicate = true;
+    std::string mv;
+    if (!DecodeRef(v, &a.message.conversation_id, &a.message.seq) ||
+        !GetKey(KeyNum('M', a.message.conversation_id, a.message.seq), &mv) ||
+        !records::DecodeMessage(mv, &a.message))
+      return {Corrupt("dedup record"), {}};
+    return {Status::Ok(), std::move(a)};
+  }
+  Conversation* c = LoadConversation(o.conversation_id);
+  if (!c || !c->HasMember(o.sender))
+    return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
+  AppendResult a;
+  a.message = StoredMessage{o.conversation_id, ++c->last_seq, o.sender, o.body, now_ms,
+                            o.client_msg_id};
+  dirty_conversations_.insert(o.conversation_id);
+  PutKey(batch, KeyNum('M', o.conversation_id, a.message.seq), records::EncodeMessage(a.message));
+  std::string ref;
+  PutLengthPrefixed(ref, o.conversation_id);
+  PutVarint(ref, a.message.seq);
+  PutKey(batch, std::move(dedup_key), std::move(ref));
+  std::string feed_value = EncodeMessageRef(o.conversation_id, a.message.seq, o.sender);
+  for (auto& m : c->members) {
+    FeedPos pos = ++Head(m);
+    (void)batch.Put(KeyNum('F', m, pos), feed_value);
+    a.fanout.push_back(Delivery{m, pos});
+  }
+  return {Status::Ok(), std::move(a)};
+}
+
+ReadMarks RocksStore::GetMarks(const std::string& conv, const std::string& user) {
+  std::string v;
+  ReadMarks m;
+  if (GetKey(Key2('R', conv, user), &v) && !DecodeMarks(v, &m)) m = ReadMarks{};
+  return m;
+}
+
+ReceiptResult RocksStore::AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
+                                        const std::vector<std::string>& to) {
+  ReceiptResult out;
+  std::string value = EncodeReceiptRef(r);
+  for (auto& u : to) {
+    FeedPos pos = ++Head(u);
+    (void)batch.Put(KeyNum('F', u, pos), value);
+    out.fanout.push_back(Delivery{u, pos});
+  }
+  out.receipt = std::move(r);
+  return out;
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o,
+                             int64_t now_ms) {
+  std::string v;
+  // Only committed entries can have reached a device: clamp to the durable head.
+  const FeedPos pos = std::min(o.pos, ReadHead(o.user_id));
+  std::string dkey = Key2('D', o.user_id, o.device_id);
+  DeviceRecord d;
+  if (GetKey(dkey, &v) && DecodeDevice(v, &d) && pos > d.confirmed) {
+    d.confirmed = pos;
+    PutKey(batch, std::move(dkey), EncodeDevice(d));
+  }
+  // The user's furthest confirmed position: receipts for what lies beyond it.
+  std::string wkey = Key2('W', o.user_id, "");
+  uint64_t scanned = 0;
+  if (GetKey(wkey, &v)) {
+    ByteReader r(v);
+    if (!r.GetVarint(&scanned)) scanned = 0;
+  }
+  ReceiptsResult result;
+  if (pos <= scanned) return {Status::Ok(), std::move(result)};
+  std::map<std::string, uint64_t> newest;  // conversation -> highest seq of the other's messages
+  std::string prefix = Key2('F', o.user_id, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  size_t examined = 0;
+  FeedPos reached = scanned;
+  for (it->Seek(KeyNum('F', o.user_id, scanned + 1)); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    FeedPos p = GetFixed64BE(it->key().data() + prefix.size());
+    if (p > pos) break;
+    if (examined++ == o.max_scan) {
+      result.resume_from = p;
+      break;
     }
-    r.value = std::move(a);
-  } else if (auto* o = std::get_if<op::ConfirmFeed>(&wop)) {
-    std::string key = Key2('D', o->user_id, o->device_id);
-    DeviceRecord d;
-    if (GetKey(key, &v) && DecodeDevice(v, &d)) {
-      FeedPos pos = std::min(o->pos, Head(o->user_id));
-      if (pos > d.confirmed) {
-        d.confirmed = pos;
-        PutKey(batch, std::move(key), EncodeDevice(d));
-      }
+    reached = p;
+    FeedEntry e;
+    if (!DecodeFeedValue(it->value().ToStringView(), &e)) return {Corrupt("feed entry"), {}};
+    if (e.kind == FeedEntry::Kind::kMessage && e.message.sender != o.user_id) {
+      auto& n = newest[e.message.conversation_id];
+      n = std::max(n, e.message.seq);
     }
   }
-  return r;
+  PutKey(batch, std::move(wkey), [&] {
+    std::string w;
+    PutVarint(w, reached);
+    return w;
+  }());
+  for (auto& [conv_id, seq] : newest) {
+    ReadMarks m = GetMarks(conv_id, o.user_id);
+    if (seq <= m.delivered) continue;
+    m.delivered = seq;
+    PutKey(batch, Key2('R', conv_id, o.user_id), EncodeMarks(m));
+    Conversation* c = LoadConversation(conv_id);
+    if (!c) continue;
+    std::vector<std::string> others;
+    for (auto& member : c->members)
+      if (member != o.user_id) others.push_back(member);
+    result.receipts.push_back(AppendReceipt(
+        batch, Receipt{conv_id, o.user_id, ReceiptStatus::kDelivered, seq, now_ms}, others));
+  }
+  return {Status::Ok(), std::move(result)};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, int64_t now_ms) {
+  Conversation* c = LoadConversation(o.conversation_id);
+  if (!c || !c->HasMember(o.user_id))
+    return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
+  if (o.seq > c->last_seq)
+    return {Status(ErrorCode::kBadRequest, "seq is beyond the conversation's last message"), {}};
+  ReadMarks m = GetMarks(o.conversation_id, o.user_id);
+  ReceiptsResult result;
+  if (o.seq <= m.read) return {Status::Ok(), std::move(result)};
+  // The newest message of the other member at or before `seq`: a user's own
+  // messages never move their marks.
+  uint64_t found = 0;
+  std::string prefix = Key2('M', o.conversation_id, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekForPrev(KeyNum('M', o.conversation_id, o.seq));
+       it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    StoredMessage msg;
+    if (!records::DecodeMessage(it->value().ToStringView(), &msg)) return {Corrupt("message"), {}};
+    if (msg.seq <= m.read) break;
+    if (msg.sender != o.user_id) {
+      found = msg.seq;
+      break;
+    }
+  }
+  if (found == 0) return {Status::Ok(), std::move(result)};
+  m.read = found;
+  m.delivered = std::max(m.delivered, found);
+  PutKey(batch, Key2('R', o.conversation_id, o.user_id), EncodeMarks(m));
+  // Into both feeds: the other member learns it was read, the reader's other
+  // devices learn to clear their unread count.
+  result.receipts.push_back(AppendReceipt(
+      batch, Receipt{o.conversation_id, o.user_id, ReceiptStatus::kRead, found, now_ms},
+      c->members));
+  return {Status::Ok(), std::move(result)};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& o, int64_t) {
+  std::string v;
+  UserRecord u;
+  if (!GetKey(UserKey(o.user_id), &v) || !records::DecodeUser(v, &u))
+    return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  u.last_seen_ms = o.last_seen_ms;
+  PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
+  return {};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o, int64_t) {
+  std::string v;
+  UserRecord u;
+  if (!GetKey(UserKey(o.user_id), &v) || !records::DecodeUser(v, &u))
+    return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  u.hides_last_seen = o.hides_last_seen;
+  PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
+  return {};
 }
 
 Status RocksStore::Commit(std::span<const WriteOp> ops, int64_t now_ms,
@@ -311,7 +489,15 @@ Result<std::vector<ConversationSummary>> RocksStore::ListConversations(std::stri
     auto id = it->key().ToStringView().substr(prefix.size());
     auto c = GetConversation(id);
     if (!c.ok()) return c.status();
-    out.push_back(ConversationSummary{c->id, c->members, c->last_seq, 0});
+    ConversationSummary summary{c->id, c->members, c->last_seq, 0, 0};
+    std::string mv;
+    ReadMarks m;
+    if (db_->Get(rocksdb::ReadOptions(), Key2('R', c->id, user_id), &mv).ok() &&
+        DecodeMarks(mv, &m)) {
+      summary.read_seq = m.read;
+      summary.delivered_seq = m.delivered;
+    }
+    out.push_back(std::move(summary));
   }
   if (!it->status().ok()) return FromRocks(it->status());
   return out;
@@ -346,18 +532,15 @@ Result<FeedPage> RocksStore::ReadFeed(std::string_view user_id, FeedPos after, s
     }
     auto k = it->key();
     if (k.size() != prefix.size() + 8) return Corrupt("feed key");
-    auto v = it->value().ToStringView();
-    if (v.empty()) return Corrupt("feed entry");
     FeedEntry e;
     e.pos = GetFixed64BE(k.data() + prefix.size());
-    e.kind = FeedEntry::Kind::kMessage;
-    if (!DecodeRef(v.substr(1), &e.message.conversation_id, &e.message.seq)) {
-      return Corrupt("feed entry");
+    if (!DecodeFeedValue(it->value().ToStringView(), &e)) return Corrupt("feed entry");
+    if (e.kind == FeedEntry::Kind::kMessage) {
+      auto s = db_->Get(rocksdb::ReadOptions(),
+                        KeyNum('M', e.message.conversation_id, e.message.seq), &mv);
+      if (!s.ok()) return s.IsNotFound() ? Corrupt("feed reference") : FromRocks(s);
+      if (!records::DecodeMessage(mv, &e.message)) return Corrupt("message");
     }
-    auto s = db_->Get(rocksdb::ReadOptions(), KeyNum('M', e.message.conversation_id, e.message.seq),
-                      &mv);
-    if (!s.ok()) return s.IsNotFound() ? Corrupt("feed reference") : FromRocks(s);
-    if (!records::DecodeMessage(mv, &e.message)) return Corrupt("message");
     page.entries.push_back(std::move(e));
   }
   if (!it->status().ok()) return FromRocks(it->status());

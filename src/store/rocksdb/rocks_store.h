@@ -9,7 +9,9 @@
 //   L user '\0' conversation_id  -> ''  (the user's conversations)
 //   M conversation_id '\0' seq8  -> StoredMessage          (seq8: big-endian)
 //   X sender '\0' client_msg_id  -> lp conversation_id, varint seq (dedup)
-//   F user '\0' pos8             -> kind, lp conversation_id, varint seq (the feed)
+//   F user '\0' pos8             -> a message or receipt reference (the feed)
+//   R conversation_id '\0' user  -> varint delivered mark, varint read mark
+//   W user                       -> varint furthest confirmed feed position
 #pragma once
 
 #include <memory>
@@ -62,6 +64,19 @@ class RocksStore final : public MessageStore {
   FeedPos& Head(const std::string& user);
   FeedPos ReadHead(std::string_view user);
   OpResult Apply(rocksdb::WriteBatch& batch, const WriteOp& op, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectConversation& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o, int64_t now_ms);
+  ReadMarks GetMarks(const std::string& conv, const std::string& user);
+  // Appends `r` to the feeds of `to`.
+  ReceiptResult AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
+                              const std::vector<std::string>& to);
 
   std::unique_ptr<rocksdb::DB> db_;
   Options options_;
