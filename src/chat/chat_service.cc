@@ -142,7 +142,10 @@ void ChatService::Send(const DeviceSession& who, SendFrame f,
     base.ts = a.message.ts;
     (a.duplicate ? metrics_.duplicate_sends : metrics_.messages_committed).Increment();
     done(std::move(base));
-    if (!a.duplicate) Route(a);
+    if (a.duplicate) return;
+    Route(a);
+    if (options_.on_push_outbox)
+      for (auto& u : a.push_users) options_.on_push_outbox(u, a.message.ts);
   };
   if (!pipeline_.Submit(std::move(o), std::move(cb))) {
     base.status = Unavailable();
@@ -170,6 +173,13 @@ void ChatService::MarkRead(const DeviceSession& who, std::string conversation_id
     done(r.status);
   };
   if (!pipeline_.Submit(op::MarkRead{who.user_id, std::move(conversation_id), seq}, std::move(cb)))
+    done(Unavailable());
+}
+
+void ChatService::SetPush(const DeviceSession& who, PushRegistration registration,
+                          std::function<void(Status)> done) {
+  auto cb = [done](OpResult& r) { done(r.status); };
+  if (!pipeline_.Submit(op::SetPush{who.user_id, who.device_id, std::move(registration)}, std::move(cb)))
     done(Unavailable());
 }
 

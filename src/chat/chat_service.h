@@ -45,6 +45,9 @@ class ChatService {
     // "interactive" limits (2 passes, 64 MiB).
     unsigned long long pwhash_opslimit = 2;
     size_t pwhash_memlimit = 64ull << 20;
+    // Called (on the committer thread) when a committed message entered
+    // `user`'s push outbox; the push service schedules it.
+    std::function<void(const std::string& user, int64_t commit_ms)> on_push_outbox;
   };
 
   ChatService(MessageStore& store, CommitPipeline& pipeline, MessageBus& bus,
@@ -85,6 +88,9 @@ class ChatService {
   // moved, is committed and routed).
   void MarkRead(const DeviceSession& who, std::string conversation_id, uint64_t seq,
                 std::function<void(Status)> done);
+  // Registers (provider kNone: removes) the device's push registration.
+  void SetPush(const DeviceSession& who, PushRegistration registration,
+               std::function<void(Status)> done);
   // Privacy: hide last_seen from everyone (and see nobody's).
   void SetPrivacy(const std::string& user, bool hides_last_seen, std::function<void(Status)> done);
   // Blocking.

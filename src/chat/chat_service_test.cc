@@ -73,7 +73,7 @@ class ChatServiceTest : public ::testing::Test {
     pipeline_ = std::make_unique<CommitPipeline>(*store_, metrics_, CommitPipeline::Options{});
     bus_.Attach(&sink_);
     chat_ = std::make_unique<ChatService>(*store_, *pipeline_, bus_, presence_, metrics_,
-                                          ChatService::Options{.pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20});
+                                          ChatService::Options{.pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20, .on_push_outbox = {}});
   }
   void TearDown() override {
     pipeline_->Stop();
@@ -181,6 +181,9 @@ struct CountingStore final : MessageStore {
   }
   Result<FeedPage> ReadFeed(std::string_view u, FeedPos a, size_t l) override { return inner.ReadFeed(u, a, l); }
   Result<FeedPos> FeedHead(std::string_view u) override { return inner.FeedHead(u); }
+  Result<std::vector<DeviceInfo>> Devices(std::string_view u) override { return inner.Devices(u); }
+  Result<OutboxEntry> GetOutbox(std::string_view u) override { return inner.GetOutbox(u); }
+  Result<std::vector<OutboxEntry>> ListOutbox(size_t n) override { return inner.ListOutbox(n); }
   Status Check() override { return inner.Check(); }
   MessageStore& inner;
   std::atomic<int> commits{0};

@@ -43,7 +43,25 @@ Metrics::Metrics()
                                       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                       0.025, 0.05, 0.1, 0.25, 1})),
       commit_queue_depth(NewGauge(*registry_, "pigeon_commit_queue_depth",
-                                  "Operations waiting for the committer")) {
+                                  "Operations waiting for the committer")),
+      push_retried(NewCounter(*registry_, "pigeon_push_retried_total",
+                              "Push delivery rounds scheduled again after a failure")),
+      push_pruned(NewCounter(*registry_, "pigeon_push_tokens_pruned_total",
+                             "Push registrations removed because the provider said they are dead")),
+      push_latency_seconds(prometheus::BuildHistogram()
+                               .Name("pigeon_push_latency_seconds")
+                               .Help("From the first waiting message's commit to the provider accepting the push")
+                               .Register(*registry_)
+                               .Add({}, prometheus::Histogram::BucketBoundaries{
+                                            0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300})),
+      push_sent_family_(prometheus::BuildCounter()
+                            .Name("pigeon_push_sent_total")
+                            .Help("Pushes accepted by the provider")
+                            .Register(*registry_)),
+      push_failed_family_(prometheus::BuildCounter()
+                              .Name("pigeon_push_failed_total")
+                              .Help("Pushes that failed (retried or refused)")
+                              .Register(*registry_)) {
   auto& family = prometheus::BuildCounter()
                      .Name("pigeon_errors_total")
                      .Help("Errors answered to clients, by code")

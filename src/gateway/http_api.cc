@@ -8,6 +8,8 @@
 #include "chat/chat_service.h"
 #include "chat/metrics.h"
 #include "chat/presence_service.h"
+#include "push/push_service.h"
+#include "push/webhook/webhook_sender.h"
 
 namespace pigeon {
 namespace json = boost::json;
@@ -293,6 +295,48 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     out.append(view->last_seen_ms < 0 ? "null" : std::to_string(view->last_seen_ms));
     out.push_back('}');
     return done(Json(200, std::move(out)));
+  }
+  if (rest == "devices/current/push" && m == "PUT") {
+    auto body = ParseBody(req.body);
+    if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
+    auto provider = StringField(*body, "provider");
+    PushRegistration reg;
+    if (provider == "apns") {
+      reg.provider = PushRegistration::Provider::kApns;
+    } else if (provider == "fcm") {
+      reg.provider = PushRegistration::Provider::kFcm;
+    } else if (provider == "webhook") {
+      reg.provider = PushRegistration::Provider::kWebhook;
+    } else {
+      return fail(ErrorCode::kBadRequest, R"("provider" must be "apns", "fcm" or "webhook")");
+    }
+    if (!push_.HasProvider(reg.provider))
+      return fail(ErrorCode::kBadRequest, *provider + " is not configured on this server");
+    auto token = StringField(*body, "token");
+    if (body->contains("token") && !token) return fail(ErrorCode::kBadRequest, "token must be a string");
+    if (token) reg.token = *token;
+    if (reg.provider != PushRegistration::Provider::kWebhook &&
+        (reg.token.empty() || reg.token.size() > 4096 ||
+         reg.token.find_first_of("/?#% \r\n") != std::string::npos))
+      return fail(ErrorCode::kBadRequest, "token must be 1-4096 bytes, with no '/', '?', '#', '%' or spaces");
+    if (reg.token.size() > 4096) return fail(ErrorCode::kBadRequest, "token must be at most 4096 bytes");
+    if (reg.provider == PushRegistration::Provider::kWebhook) {
+      auto endpoint = StringField(*body, "endpoint");
+      auto* hook = static_cast<push::WebhookSender*>(push_.Sender(reg.provider));
+      if (!endpoint || !hook->EndpointAllowed(*endpoint))
+        return fail(ErrorCode::kBadRequest, "a webhook needs an https:// \"endpoint\"");
+      reg.endpoint = *endpoint;
+    }
+    return chat_.SetPush(*who, std::move(reg), [done, this](Status s) {
+      if (!s.ok()) return done(Error(s));
+      done(HttpResponse{204, "", "application/json", {}});
+    });
+  }
+  if (rest == "devices/current/push" && m == "DELETE") {
+    return chat_.SetPush(*who, PushRegistration{}, [done, this](Status s) {
+      if (!s.ok()) return done(Error(s));
+      done(HttpResponse{204, "", "application/json", {}});
+    });
   }
   if (rest == "me/settings" && m == "GET") {
     auto u = chat_.GetUser(who->user_id);

@@ -21,6 +21,9 @@ namespace pigeon {
 class ChatService;
 class Metrics;
 class PresenceService;
+namespace push {
+class PushService;
+}
 
 struct HttpResponse {
   int status = 200;
@@ -36,8 +39,8 @@ struct UpgradeGrant {
 
 class HttpApi {
  public:
-  HttpApi(ChatService& chat, PresenceService& presence, Metrics& metrics)
-      : chat_(chat), presence_(presence), metrics_(metrics) {}
+  HttpApi(ChatService& chat, PresenceService& presence, push::PushService& push, Metrics& metrics)
+      : chat_(chat), presence_(presence), push_(push), metrics_(metrics) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
@@ -51,6 +54,7 @@ class HttpApi {
 
   ChatService& chat_;
   PresenceService& presence_;
+  push::PushService& push_;
   Metrics& metrics_;
 };
 

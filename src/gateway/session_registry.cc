@@ -36,6 +36,16 @@ void SessionRegistry::Remove(const Connection* c) {
   EraseFrom(s.users, c->session().user_id, c);
 }
 
+bool SessionRegistry::HasDevice(const std::string& user, const std::string& device) {
+  auto& s = ShardFor(user);
+  std::lock_guard lock(s.mu);
+  auto it = s.users.find(user);
+  if (it == s.users.end()) return false;
+  for (auto& c : it->second)
+    if (c->session().device_id == device) return true;
+  return false;
+}
+
 void SessionRegistry::Watch(const std::string& user, const std::shared_ptr<Connection>& c) {
   auto& s = ShardFor(user);
   std::lock_guard lock(s.mu);

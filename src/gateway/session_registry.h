@@ -19,6 +19,8 @@ class Connection;
 class SessionRegistry final : public DeliverySink {
  public:
   void Add(const std::shared_ptr<Connection>& c);
+  // Whether the device has a live authenticated socket on this node.
+  bool HasDevice(const std::string& user, const std::string& device);
   void Remove(const Connection* c);
   // Presence subscriptions: `c` hears of `user`'s changes until Unwatch.
   void Watch(const std::string& user, const std::shared_ptr<Connection>& c);

@@ -14,7 +14,7 @@ namespace {
 struct Option {
   const char* name;  // TOML key; the flag is --name with '_' as '-'
   const char* help;
-  std::variant<std::string*, uint32_t*, uint64_t*> field;
+  std::variant<std::string*, uint32_t*, uint64_t*, bool*> field;
 };
 
 std::vector<Option> Options(Config& c) {
@@ -45,6 +45,26 @@ std::vector<Option> Options(Config& c) {
        "ms after a user's last socket closes before it is announced offline (reconnects within it "
        "announce nothing)",
        &c.presence_debounce_ms},
+      {"push_delay_ms", "ms to gather a burst of messages into one push", &c.push_delay_ms},
+      {"push_min_interval_ms", "at most one push per device this often (ms)", &c.push_min_interval_ms},
+      {"push_max_attempts", "delivery rounds before a push is given up", &c.push_max_attempts},
+      {"push_timeout_ms", "timeout of one request to a push provider (ms)", &c.push_timeout_ms},
+      {"push_threads", "threads sending pushes", &c.push_threads},
+      {"push_preview", "put sender and body in push payloads (true/false)", &c.push_preview},
+      {"push_ca_file", "extra trusted CA bundle for push providers", &c.push_ca_file},
+      {"apns_base_url", "APNs server", &c.apns_base_url},
+      {"apns_key_file", "APNs .p8 signing key (empty: APNs off)", &c.apns_key_file},
+      {"apns_key_id", "APNs key id (kid)", &c.apns_key_id},
+      {"apns_team_id", "Apple team id (iss)", &c.apns_team_id},
+      {"apns_topic", "apns-topic: the app's bundle id", &c.apns_topic},
+      {"apns_push_type", "alert or background", &c.apns_push_type},
+      {"apns_expiration_s", "apns-expiration: seconds from now", &c.apns_expiration_s},
+      {"fcm_base_url", "FCM server", &c.fcm_base_url},
+      {"fcm_credentials_file", "FCM service account JSON key (empty: FCM off)", &c.fcm_credentials_file},
+      {"fcm_token_url", "OAuth2 token endpoint (default: the key's token_uri)", &c.fcm_token_url},
+      {"fcm_project_id", "FCM project (default: the key's project_id)", &c.fcm_project_id},
+      {"webhook_secret", "HMAC key signing webhook pushes (empty: webhooks off)", &c.webhook_secret},
+      {"webhook_allow_http", "allow plain http:// webhook endpoints (true/false)", &c.webhook_allow_http},
   };
 }
 
@@ -72,6 +92,10 @@ Status ApplyToml(const std::string& path, Config& cfg) {
           using T = std::remove_pointer_t<decltype(field)>;
           if constexpr (std::is_same_v<T, std::string>) {
             auto v = node.value<std::string>();
+            if (v) *field = *v;
+            return v.has_value();
+          } else if constexpr (std::is_same_v<T, bool>) {
+            auto v = node.value<bool>();
             if (v) *field = *v;
             return v.has_value();
           } else {

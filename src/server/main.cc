@@ -17,8 +17,46 @@
 #include "gateway/server.h"
 #include "gateway/session_registry.h"
 #include "presence/local/local_presence.h"
+#include "push/apns/apns_sender.h"
+#include "push/fcm/fcm_sender.h"
+#include "push/push_service.h"
+#include "push/webhook/webhook_sender.h"
 #include "server/config.h"
 #include "store/rocksdb/rocks_store.h"
+
+namespace pigeon {
+
+// Turns on each push provider whose credentials are configured.
+Status AddPushProviders(const Config& cfg, push::PushService& service) {
+  using Provider = PushRegistration::Provider;
+  if (!cfg.apns_key_file.empty()) {
+    auto apns = push::ApnsSender::Create({.base_url = cfg.apns_base_url,
+                                          .key_file = cfg.apns_key_file,
+                                          .key_id = cfg.apns_key_id,
+                                          .team_id = cfg.apns_team_id,
+                                          .topic = cfg.apns_topic,
+                                          .push_type = cfg.apns_push_type,
+                                          .expiration_s = static_cast<int64_t>(cfg.apns_expiration_s)});
+    if (!apns.ok()) return apns.status();
+    service.AddSender(Provider::kApns, std::move(*apns));
+  }
+  if (!cfg.fcm_credentials_file.empty()) {
+    auto fcm = push::FcmSender::Create({.base_url = cfg.fcm_base_url,
+                                        .credentials_file = cfg.fcm_credentials_file,
+                                        .token_url = cfg.fcm_token_url,
+                                        .project_id = cfg.fcm_project_id});
+    if (!fcm.ok()) return fcm.status();
+    service.AddSender(Provider::kFcm, std::move(*fcm));
+  }
+  if (!cfg.webhook_secret.empty()) {
+    service.AddSender(Provider::kWebhook,
+                      std::make_unique<push::WebhookSender>(push::WebhookSender::Options{
+                          .secret = cfg.webhook_secret, .allow_http = cfg.webhook_allow_http}));
+  }
+  return Status::Ok();
+}
+
+}  // namespace pigeon
 
 int main(int argc, char** argv) {
   using namespace pigeon;
@@ -51,13 +89,31 @@ int main(int argc, char** argv) {
   LocalBus bus;
   SessionRegistry registry;
   bus.Attach(&registry);
+  push::PushService push_service(
+      **store, pipeline, metrics,
+      {.delay_ms = static_cast<int64_t>(cfg->push_delay_ms),
+       .min_interval_ms = static_cast<int64_t>(cfg->push_min_interval_ms),
+       .max_attempts = static_cast<uint32_t>(cfg->push_max_attempts),
+       .preview = cfg->push_preview,
+       .threads = cfg->push_threads,
+       .http = {.timeout_ms = static_cast<long>(cfg->push_timeout_ms), .ca_file = cfg->push_ca_file}},
+      [&registry](const std::string& user, const std::string& device) {
+        return registry.HasDevice(user, device);
+      });
+  if (auto s = AddPushProviders(*cfg, push_service); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 2;
+  }
   ChatService chat(**store, pipeline, bus, presence, metrics,
                    {.pwhash_opslimit = cfg->pwhash_opslimit,
-                    .pwhash_memlimit = cfg->pwhash_memlimit_kib * 1024});
+                    .pwhash_memlimit = cfg->pwhash_memlimit_kib * 1024,
+                    .on_push_outbox = [&push_service](const std::string& user, int64_t ts) {
+                      push_service.Pending(user, ts);
+                    }});
   PresenceService presence_service(
       presence, bus, pipeline, **store,
       {.offline_debounce_ms = static_cast<int64_t>(cfg->presence_debounce_ms)});
-  HttpApi api(chat, presence_service, metrics);
+  HttpApi api(chat, presence_service, push_service, metrics);
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
   GatewayLimits limits;
   limits.max_frame_bytes = cfg->max_frame_bytes;
@@ -75,6 +131,10 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", s.message());
     return 1;
   }
+  if (auto s = push_service.Start(); !s.ok()) {
+    spdlog::critical("push: {}", s.message());
+    return 1;
+  }
   spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
 
   boost::asio::io_context signals_ctx;
@@ -89,6 +149,7 @@ int main(int argc, char** argv) {
   server.Drain(std::chrono::milliseconds(cfg->drain_grace_ms));
   workers.join();
   presence_service.Stop();  // last_seen of users whose sockets just closed
+  push_service.Stop();      // what is not pushed stays in the outbox for the next start
   pipeline.Stop();
   spdlog::info("pigeond stopped");
   return 0;

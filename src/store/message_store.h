@@ -43,6 +43,30 @@ struct DeviceSession {
   std::string device_id;
 };
 
+struct PushRegistration {
+  enum class Provider : uint8_t { kNone = 0, kApns = 1, kFcm = 2, kWebhook = 3 };
+  Provider provider = Provider::kNone;
+  std::string token;
+  std::string endpoint;  // webhook only
+};
+
+struct DeviceInfo {
+  std::string device_id;
+  FeedPos confirmed = 0;
+  PushRegistration push;
+};
+
+// A user with messages that may need a push: written in the same commit as
+// the messages (so no crash can lose the push), removed once handled.
+struct OutboxEntry {
+  std::string user_id;
+  int64_t first_ms = 0;     // commit time of the first message not yet pushed
+  FeedPos latest_pos = 0;   // feed position of the newest such message
+  uint32_t count = 0;       // how many
+  uint32_t attempts = 0;    // failed delivery rounds so far
+  int64_t next_try_ms = 0;  // not before (retry backoff)
+};
+
 struct Conversation {
   std::string id;
   std::vector<std::string> members;  // sorted
@@ -165,11 +189,32 @@ struct SetPrivacy {
   std::string user_id;
   bool hides_last_seen;
 };
+// Sets (provider kNone: removes) the device's push registration; a device
+// has at most one. not_found if the device is gone (logged out).
+struct SetPush {
+  std::string user_id;
+  std::string device_id;
+  PushRegistration push;
+};
+// The push worker handled the user's outbox up to `latest_pos` (`count`
+// messages): removes it, or keeps only what arrived since.
+struct CompleteOutbox {
+  std::string user_id;
+  FeedPos latest_pos;
+  uint32_t count;
+};
+// A delivery round failed: try again after `next_try_ms`.
+struct RetryOutbox {
+  std::string user_id;
+  uint32_t attempts;
+  int64_t next_try_ms;
+};
 }  // namespace op
 
 using WriteOp = std::variant<op::CreateUser, op::CreateSession, op::DeleteSession,
                              op::OpenDirectConversation, op::AppendMessage, op::ConfirmFeed,
-                             op::MarkRead, op::SetLastSeen, op::SetPrivacy>;
+                             op::MarkRead, op::SetLastSeen, op::SetPrivacy, op::SetPush,
+                             op::CompleteOutbox, op::RetryOutbox>;
 
 struct Delivery {
   std::string user_id;
@@ -179,7 +224,8 @@ struct Delivery {
 struct AppendResult {
   StoredMessage message;
   bool duplicate = false;
-  std::vector<Delivery> fanout;  // one per member; empty for a duplicate
+  std::vector<Delivery> fanout;         // one per member; empty for a duplicate
+  std::vector<std::string> push_users;  // members whose outbox this message entered
 };
 
 struct ReceiptResult {
@@ -219,6 +265,12 @@ class MessageStore {
   virtual Result<FeedPage> ReadFeed(std::string_view user_id, FeedPos after, size_t limit) = 0;
   // The position of the user's latest feed entry (0 when empty).
   virtual Result<FeedPos> FeedHead(std::string_view user_id) = 0;
+  // The user's logged-in devices.
+  virtual Result<std::vector<DeviceInfo>> Devices(std::string_view user_id) = 0;
+  // not_found when the user's outbox is empty.
+  virtual Result<OutboxEntry> GetOutbox(std::string_view user_id) = 0;
+  // Every pending outbox entry, at most `limit` (recovery at start-up).
+  virtual Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) = 0;
   // ok when the store answers (readiness).
   virtual Status Check() = 0;
 };

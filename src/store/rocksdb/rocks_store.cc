@@ -109,6 +109,7 @@ struct DeviceRecord {
   FeedPos confirmed = 0;
   std::string name;
   std::string token_hash;
+  PushRegistration push;
 };
 
 std::string EncodeDevice(const DeviceRecord& d) {
@@ -116,13 +117,49 @@ std::string EncodeDevice(const DeviceRecord& d) {
   PutVarint(v, d.confirmed);
   PutLengthPrefixed(v, d.name);
   PutLengthPrefixed(v, d.token_hash);
+  PutVarint(v, static_cast<uint64_t>(d.push.provider));
+  PutLengthPrefixed(v, d.push.token);
+  PutLengthPrefixed(v, d.push.endpoint);
   return v;
 }
 
 bool DecodeDevice(std::string_view in, DeviceRecord* d) {
   ByteReader r(in);
-  return r.GetVarint(&d->confirmed) && r.GetString(&d->name) && r.GetString(&d->token_hash);
+  if (!r.GetVarint(&d->confirmed) || !r.GetString(&d->name) || !r.GetString(&d->token_hash))
+    return false;
+  uint64_t provider = 0;
+  if (r.done()) return true;
+  if (!r.GetVarint(&provider) || provider > 3 || !r.GetString(&d->push.token) ||
+      !r.GetString(&d->push.endpoint))
+    return false;
+  d->push.provider = static_cast<PushRegistration::Provider>(provider);
+  return true;
 }
+
+std::string EncodeOutbox(const OutboxEntry& o) {
+  std::string v;
+  PutVarint(v, static_cast<uint64_t>(o.first_ms));
+  PutVarint(v, o.latest_pos);
+  PutVarint(v, o.count);
+  PutVarint(v, o.attempts);
+  PutVarint(v, static_cast<uint64_t>(o.next_try_ms));
+  return v;
+}
+
+bool DecodeOutbox(std::string_view in, OutboxEntry* o) {
+  ByteReader r(in);
+  uint64_t first, count, attempts, next;
+  if (!r.GetVarint(&first) || !r.GetVarint(&o->latest_pos) || !r.GetVarint(&count) ||
+      !r.GetVarint(&attempts) || !r.GetVarint(&next))
+    return false;
+  o->first_ms = static_cast<int64_t>(first);
+  o->count = static_cast<uint32_t>(count);
+  o->attempts = static_cast<uint32_t>(attempts);
+  o->next_try_ms = static_cast<int64_t>(next);
+  return true;
+}
+
+std::string OutboxKey(std::string_view user) { return std::string(1, 'O').append(user); }
 
 Status Corrupt(std::string_view what) {
   return Status(ErrorCode::kInternal, "store: corrupt " + std::string(what));
@@ -218,7 +255,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession
   session.push_back('\0');
   session.append(o.device_id);
   PutKey(batch, TokenKey(o.token_hash), std::move(session));
-  PutKey(batch, Key2('D', o.user_id, o.device_id), EncodeDevice({0, o.device_name, o.token_hash}));
+  PutKey(batch, Key2('D', o.user_id, o.device_id), EncodeDevice({0, o.device_name, o.token_hash, {}}));
   return {};
 }
 
@@ -230,6 +267,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession
   DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
   DeleteKey(batch, TokenKey(o.token_hash));
   DeleteKey(batch, Key2('D', s.user_id, s.device_id));
+  push_users_.erase(s.user_id);
   return {Status::Ok(), std::move(s)};
 }
 
@@ -281,6 +319,15 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
     FeedPos pos = ++Head(m);
     (void)batch.Put(KeyNum('F', m, pos), feed_value);
     a.fanout.push_back(Delivery{m, pos});
+    // Into the outbox, in this same commit, for members with a push device.
+    if (m == o.sender || !UserHasPush(m)) continue;
+    OutboxEntry box;
+    std::string bv;
+    if (!GetKey(OutboxKey(m), &bv) || !DecodeOutbox(bv, &box)) box = OutboxEntry{m, now_ms, 0, 0, 0, 0};
+    box.latest_pos = pos;
+    ++box.count;
+    PutKey(batch, OutboxKey(m), EncodeOutbox(box));
+    a.push_users.push_back(m);
   }
   return {Status::Ok(), std::move(a)};
 }
@@ -413,6 +460,62 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& 
   return {};
 }
 
+bool RocksStore::UserHasPush(const std::string& user) {
+  if (auto it = push_users_.find(user); it != push_users_.end()) return it->second;
+  bool has = false;
+  std::string prefix = Key2('D', user, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    // A device written earlier in this batch is in the overlay, newer than the DB.
+    std::string v;
+    DeviceRecord d;
+    if (GetKey(it->key().ToString(), &v) && DecodeDevice(v, &d) &&
+        d.push.provider != PushRegistration::Provider::kNone)
+      has = true;
+  }
+  if (push_users_.size() > options_.max_cached) push_users_.clear();
+  push_users_[user] = has;
+  return has;
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t) {
+  std::string key = Key2('D', o.user_id, o.device_id), v;
+  DeviceRecord d;
+  if (!GetKey(key, &v) || !DecodeDevice(v, &d)) return {Status(ErrorCode::kNotFound, "no such device"), {}};
+  d.push = o.push;
+  PutKey(batch, std::move(key), EncodeDevice(d));
+  push_users_.erase(o.user_id);
+  if (o.push.provider != PushRegistration::Provider::kNone) push_users_[o.user_id] = true;
+  return {};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms) {
+  std::string v;
+  OutboxEntry box;
+  if (!GetKey(OutboxKey(o.user_id), &v) || !DecodeOutbox(v, &box)) return {};
+  if (box.latest_pos <= o.latest_pos) {
+    DeleteKey(batch, OutboxKey(o.user_id));
+    return {};
+  }
+  // Messages arrived while the push was on its way: they stay.
+  box.count = box.count > o.count ? box.count - o.count : 1;
+  box.first_ms = now_ms;
+  box.attempts = 0;
+  box.next_try_ms = 0;
+  PutKey(batch, OutboxKey(o.user_id), EncodeOutbox(box));
+  return {};
+}
+
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t) {
+  std::string v;
+  OutboxEntry box;
+  if (!GetKey(OutboxKey(o.user_id), &v) || !DecodeOutbox(v, &box)) return {};
+  box.attempts = o.attempts;
+  box.next_try_ms = o.next_try_ms;
+  PutKey(batch, OutboxKey(o.user_id), EncodeOutbox(box));
+  return {};
+}
+
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o, int64_t) {
   std::string v;
   UserRecord u;
@@ -441,6 +544,7 @@ Status RocksStore::Commit(std::span<const WriteOp> ops, int64_t now_ms,
     // The cached counters ran ahead of what is durable: forget them.
     conversations_.clear();
     heads_.clear();
+    push_users_.clear();
     results->clear();
     return FromRocks(s);
   }
@@ -548,6 +652,43 @@ Result<FeedPage> RocksStore::ReadFeed(std::string_view user_id, FeedPos after, s
 }
 
 Result<FeedPos> RocksStore::FeedHead(std::string_view user_id) { return ReadHead(user_id); }
+
+Result<std::vector<DeviceInfo>> RocksStore::Devices(std::string_view user_id) {
+  std::vector<DeviceInfo> out;
+  std::string prefix = Key2('D', user_id, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    DeviceRecord d;
+    if (!DecodeDevice(it->value().ToStringView(), &d)) return Corrupt("device");
+    out.push_back(DeviceInfo{it->key().ToString().substr(prefix.size()), d.confirmed, d.push});
+  }
+  if (!it->status().ok()) return FromRocks(it->status());
+  return out;
+}
+
+Result<OutboxEntry> RocksStore::GetOutbox(std::string_view user_id) {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), OutboxKey(user_id), &v);
+  if (s.IsNotFound()) return Status(ErrorCode::kNotFound, "empty outbox");
+  if (!s.ok()) return FromRocks(s);
+  OutboxEntry o;
+  if (!DecodeOutbox(v, &o)) return Corrupt("outbox");
+  o.user_id = std::string(user_id);
+  return o;
+}
+
+Result<std::vector<OutboxEntry>> RocksStore::ListOutbox(size_t limit) {
+  std::vector<OutboxEntry> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("O"); it->Valid() && it->key().starts_with("O") && out.size() < limit; it->Next()) {
+    OutboxEntry o;
+    if (!DecodeOutbox(it->value().ToStringView(), &o)) return Corrupt("outbox");
+    o.user_id = it->key().ToString().substr(1);
+    out.push_back(std::move(o));
+  }
+  if (!it->status().ok()) return FromRocks(it->status());
+  return out;
+}
 
 Status RocksStore::Check() {
   std::string v;

@@ -4,7 +4,7 @@
 // Keys (one column family, a one-byte tag first; user ids never hold '\0'):
 //   U user                       -> UserRecord
 //   T token_hash(32)             -> user '\0' device
-//   D user '\0' device           -> varint confirmed_pos, lp name, lp token_hash
+//   D user '\0' device           -> confirmed_pos, name, token_hash, push registration
 //   C conversation_id            -> Conversation (members, last_seq)
 //   L user '\0' conversation_id  -> ''  (the user's conversations)
 //   M conversation_id '\0' seq8  -> StoredMessage          (seq8: big-endian)
@@ -12,6 +12,7 @@
 //   F user '\0' pos8             -> a message or receipt reference (the feed)
 //   R conversation_id '\0' user  -> varint delivered mark, varint read mark
 //   W user                       -> varint furthest confirmed feed position
+//   O user                       -> OutboxEntry (messages that may need a push)
 #pragma once
 
 #include <memory>
@@ -51,6 +52,9 @@ class RocksStore final : public MessageStore {
                                              size_t limit) override;
   Result<FeedPage> ReadFeed(std::string_view user_id, FeedPos after, size_t limit) override;
   Result<FeedPos> FeedHead(std::string_view user_id) override;
+  Result<std::vector<DeviceInfo>> Devices(std::string_view user_id) override;
+  Result<OutboxEntry> GetOutbox(std::string_view user_id) override;
+  Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) override;
   Status Check() override;
 
  private:
@@ -73,6 +77,11 @@ class RocksStore final : public MessageStore {
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t now_ms);
+  // Whether any device of `user` has a push registration (cached).
+  bool UserHasPush(const std::string& user);
   ReadMarks GetMarks(const std::string& conv, const std::string& user);
   // Appends `r` to the feeds of `to`.
   ReceiptResult AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
@@ -85,6 +94,7 @@ class RocksStore final : public MessageStore {
   std::unordered_map<std::string, Conversation> conversations_;
   std::unordered_set<std::string> dirty_conversations_;
   std::unordered_map<std::string, FeedPos> heads_;
+  std::unordered_map<std::string, bool> push_users_;
 };
 
 }  // namespace pigeon
