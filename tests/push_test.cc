@@ -1,0 +1,281 @@
+// Push notifications against fake APNs, FCM and webhook servers (Node, on
+// loopback, TLS + HTTP/2) that verify what the real providers verify: the
+// provider JWT's signature and claims, the headers, FCM's token exchange, the
+// webhook's HMAC signature.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "client/pigeon_client.h"
+
+namespace pigeon::test {
+namespace {
+
+using namespace ::pigeon::client;
+
+std::string S(const json::value& v) { return std::string(v.as_string()); }
+
+constexpr const char* kSecret = "webhook-test-secret";
+
+// The fake providers, as a child process.
+class FakeProviders {
+ public:
+  FakeProviders() {
+    char tmpl[] = "/tmp/pigeon-fake-push.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+      std::string script = std::string(PIGEON_SOURCE_DIR) + "/tests/fake_push/fake_providers.js";
+      ::execlp("node", "node", script.c_str(), dir_.c_str(), kSecret, nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 500 && !std::filesystem::exists(dir_ + "/ports.json"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ifstream f(dir_ + "/ports.json");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    ports_ = json::parse(ss.str()).as_object();
+  }
+  ~FakeProviders() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    std::filesystem::remove_all(dir_);
+  }
+  int Port(const char* name) const { return static_cast<int>(ports_.at(name).to_number<int64_t>()); }
+  std::string Url(const char* name) const {
+    return std::string(name == std::string("webhook") ? "http" : "https") + "://127.0.0.1:" + std::to_string(Port(name));
+  }
+  // pigeond's options to use these fakes.
+  std::vector<std::string> Args(int64_t delay_ms = 300) const {
+    return {"--push-ca-file", dir_ + "/cert.pem", "--apns-base-url", Url("apns"), "--apns-key-file",
+            dir_ + "/apns.p8", "--apns-key-id", S(ports_.at("key_id")), "--apns-team-id",
+            S(ports_.at("team_id")), "--apns-topic", S(ports_.at("topic")), "--fcm-base-url", Url("fcm"),
+            "--fcm-credentials-file", dir_ + "/fcm.json", "--webhook-secret", kSecret,
+            "--webhook-allow-http", "true", "--push-delay-ms", std::to_string(delay_ms),
+            "--push-min-interval-ms", "3000"};
+  }
+  json::object Log() const {
+    auto r = Http(static_cast<uint16_t>(Port("control")), "GET", "/log");
+    return r.json.as_object();
+  }
+  // Entries of `provider`'s log for `token` (webhook: for the hook's name).
+  std::vector<json::object> For(const char* provider, const std::string& token) const {
+    std::vector<json::object> out;
+    const json::object log = Log();  // kept alive for the loop
+    for (auto& e : log.at(provider).as_array())
+      if (S(e.at(provider == std::string("webhook") ? "name" : "token")) == token) out.push_back(e.as_object());
+    return out;
+  }
+  // Waits until `provider` has at least `n` entries for `token`.
+  std::vector<json::object> WaitFor(const char* provider, const std::string& token, size_t n, int ms = 8000) const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      auto got = For(provider, token);
+      if (got.size() >= n || std::chrono::steady_clock::now() > deadline) return got;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  void ExpectNoVerificationErrors() const {
+    auto errors = Log().at("errors").as_array();
+    EXPECT_TRUE(errors.empty()) << json::serialize(errors);
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_;
+  json::object ports_;
+};
+
+class Push : public ::testing::Test {
+ protected:
+  Push() : server_(fakes_.Args()) {}
+  void SetUp() override {
+    server_.Start();
+    alice_ = Login(port(), "alice");
+    bob_ = Login(port(), "bob");
+    conv_ = OpenConversation(port(), alice_, "bob");
+  }
+  uint16_t port() const { return server_.port(); }
+  int Register(const Account& a, const std::string& provider, const std::string& token,
+               const std::string& endpoint = "") {
+    json::object body{{"provider", provider}, {"token", token}};
+    if (!endpoint.empty()) body["endpoint"] = endpoint;
+    return Http(port(), "PUT", "/api/v1/devices/current/push", json::serialize(body), a.token).status;
+  }
+  void Send(int n, const std::string& body = "the secret plans") {
+    auto ws = WsClient::Connect(port(), alice_.token);
+    for (int i = 0; i < n; ++i)
+      ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv_},
+                                {"client_msg_id", "m" + std::to_string(counter_++)}, {"body", body}});
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(ws->NextOfType("ack"));
+  }
+  std::string Metrics() { return Http(port(), "GET", "/metrics").body; }
+
+  FakeProviders fakes_;
+  TestServer server_;
+  Account alice_, bob_;
+  std::string conv_;
+  int counter_ = 0;
+};
+
+TEST_F(Push, AnOfflineDeviceGetsExactlyOnePushForABurst) {
+  ASSERT_EQ(Register(bob_, "apns", "tok-bob"), 204);
+  Send(5);
+  auto got = fakes_.WaitFor("apns", "tok-bob", 1);
+  ASSERT_EQ(got.size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  got = fakes_.For("apns", "tok-bob");
+  ASSERT_EQ(got.size(), 1u);
+  auto payload = json::serialize(got[0].at("payload"));
+  // No body and no sender by default: only what wakes the app.
+  EXPECT_EQ(payload.find("secret plans"), std::string::npos) << payload;
+  EXPECT_EQ(payload.find("alice"), std::string::npos) << payload;
+  EXPECT_EQ(got[0].at("payload").at("aps").at("badge").to_number<int64_t>(), 5);
+  EXPECT_TRUE(got[0].at("payload").as_object().contains("cursor"));
+  EXPECT_EQ(S(got[0].at("headers").at("apns-push-type")), "alert");
+  fakes_.ExpectNoVerificationErrors();
+  EXPECT_NE(Metrics().find("pigeon_push_sent_total{provider=\"apns\"} 1"), std::string::npos);
+}
+
+TEST_F(Push, AnOnlineDeviceAndTheSendersOwnDevicesGetNone) {
+  ASSERT_EQ(Register(bob_, "apns", "tok-online"), 204);
+  ASSERT_EQ(Register(alice_, "apns", "tok-sender"), 204);
+  auto wb = WsClient::Connect(port(), bob_.token);
+  Send(2);
+  ASSERT_TRUE(wb->NextOfType("message"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(fakes_.For("apns", "tok-online").empty());
+  EXPECT_TRUE(fakes_.For("apns", "tok-sender").empty());
+}
+
+TEST_F(Push, FcmExchangesAServiceAccountJwtForAnAccessToken) {
+  ASSERT_EQ(Register(bob_, "fcm", "fcm-bob"), 204);
+  Send(1);
+  auto got = fakes_.WaitFor("fcm", "fcm-bob", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(S(got[0].at("message").at("data").at("type")), "pigeon.wake");
+  EXPECT_FALSE(got[0].at("message").as_object().contains("notification"));  // no preview
+  EXPECT_EQ(fakes_.Log().at("tokens").as_array().size(), 1u);
+  // The access token is cached: another push needs no new exchange.
+  auto bob2 = Login(port(), "bob");
+  ASSERT_EQ(Register(bob2, "fcm", "fcm-bob2"), 204);
+  Send(1);
+  EXPECT_EQ(fakes_.WaitFor("fcm", "fcm-bob2", 1).size(), 1u);
+  EXPECT_EQ(fakes_.Log().at("tokens").as_array().size(), 1u);
+  fakes_.ExpectNoVerificationErrors();
+}
+
+TEST_F(Push, DeadTokensArePruned) {
+  ASSERT_EQ(Register(bob_, "apns", "gone-apns"), 204);
+  auto bob2 = Login(port(), "bob");
+  ASSERT_EQ(Register(bob2, "fcm", "gone-fcm"), 204);
+  Send(1);
+  EXPECT_EQ(fakes_.WaitFor("apns", "gone-apns", 1).size(), 1u);
+  EXPECT_EQ(fakes_.WaitFor("fcm", "gone-fcm", 1).size(), 1u);
+  for (int i = 0; i < 100 && Metrics().find("pigeon_push_tokens_pruned_total 2") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_NE(Metrics().find("pigeon_push_tokens_pruned_total 2"), std::string::npos);
+  // The registrations are gone: nothing more is sent to them.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+  Send(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(fakes_.For("apns", "gone-apns").size(), 1u);
+  EXPECT_EQ(fakes_.For("fcm", "gone-fcm").size(), 1u);
+}
+
+TEST_F(Push, BusyAndFailingProvidersAreRetried) {
+  ASSERT_EQ(Register(bob_, "apns", "busy-apns"), 204);  // 429 + Retry-After: 1, then fine
+  auto bob2 = Login(port(), "bob");
+  ASSERT_EQ(Register(bob2, "fcm", "flaky-fcm"), 204);   // 503, then fine
+  Send(1);
+  auto apns = fakes_.WaitFor("apns", "busy-apns", 2, 15000);
+  ASSERT_EQ(apns.size(), 2u);
+  EXPECT_EQ(S(apns[0].at("outcome")), "busy");
+  EXPECT_EQ(S(apns[1].at("outcome")), "ok");
+  // Retry-After was honoured.
+  EXPECT_GE(apns[1].at("at").to_number<int64_t>() - apns[0].at("at").to_number<int64_t>(), 1000);
+  auto fcm = fakes_.WaitFor("fcm", "flaky-fcm", 2, 15000);
+  ASSERT_EQ(fcm.size(), 2u);
+  EXPECT_EQ(S(fcm[1].at("outcome")), "ok");
+  EXPECT_NE(Metrics().find("pigeon_push_retried_total"), std::string::npos);
+  EXPECT_EQ(Metrics().find("pigeon_push_retried_total 0"), std::string::npos);
+}
+
+TEST_F(Push, WebhooksCarryAValidSignature) {
+  ASSERT_EQ(Register(bob_, "webhook", "", fakes_.Url("webhook") + "/hook/bob"), 204);
+  Send(1);
+  auto got = fakes_.WaitFor("webhook", "bob", 1);
+  ASSERT_EQ(got.size(), 1u);  // the fake only logs what it verified
+  EXPECT_EQ(S(got[0].at("body").at("type")), "pigeon.wake");
+  EXPECT_EQ(got[0].at("body").as_object().count("body"), 0u);
+  fakes_.ExpectNoVerificationErrors();
+}
+
+TEST_F(Push, RegistrationIsValidatedAndCanBeRemoved) {
+  EXPECT_EQ(Register(bob_, "carrier-pigeon", "t"), 400);
+  EXPECT_EQ(Register(bob_, "apns", ""), 400);
+  EXPECT_EQ(Register(bob_, "apns", "a/b"), 400);
+  EXPECT_EQ(Register(bob_, "webhook", "", "ftp://example"), 400);
+  EXPECT_EQ(Http(port(), "PUT", "/api/v1/devices/current/push", R"({"provider":"apns","token":"t"})").status, 401);
+  ASSERT_EQ(Register(bob_, "apns", "tok-removed"), 204);
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/current/push", "", bob_.token).status, 204);
+  Send(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_TRUE(fakes_.For("apns", "tok-removed").empty());
+  // A new registration replaces the old one.
+  ASSERT_EQ(Register(bob_, "apns", "tok-old"), 204);
+  ASSERT_EQ(Register(bob_, "fcm", "tok-new"), 204);
+  Send(1);
+  EXPECT_EQ(fakes_.WaitFor("fcm", "tok-new", 1).size(), 1u);
+  EXPECT_TRUE(fakes_.For("apns", "tok-old").empty());
+}
+
+TEST(PushCrash, APushCommittedBeforeSigkillIsSentAfterRestart) {
+  FakeProviders fakes;
+  TestServer server(fakes.Args(/*delay_ms=*/4000));  // long enough to kill before the push
+  server.Start();
+  auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
+  auto conv = OpenConversation(server.port(), alice, "bob");
+  ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
+                 R"({"provider":"apns","token":"tok-crash"})", bob.token).status, 204);
+  {
+    auto ws = WsClient::Connect(server.port(), alice.token);
+    ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "b"}});
+    ASSERT_TRUE(ws->NextOfType("ack"));
+  }
+  server.Kill();
+  EXPECT_TRUE(fakes.For("apns", "tok-crash").empty());
+  server.Start();
+  EXPECT_EQ(fakes.WaitFor("apns", "tok-crash", 1, 15000).size(), 1u);
+  fakes.ExpectNoVerificationErrors();
+}
+
+TEST(PushPreview, PreviewsAreOnlySentWhenConfigured) {
+  FakeProviders fakes;
+  auto args = fakes.Args();
+  args.insert(args.end(), {"--push-preview", "true"});
+  TestServer server(args);
+  server.Start();
+  auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
+  auto conv = OpenConversation(server.port(), alice, "bob");
+  ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
+                 R"({"provider":"fcm","token":"tok-preview"})", bob.token).status, 204);
+  auto ws = WsClient::Connect(server.port(), alice.token);
+  ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "hello bob"}});
+  ASSERT_TRUE(ws->NextOfType("ack"));
+  auto got = fakes.WaitFor("fcm", "tok-preview", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(S(got[0].at("message").at("notification").at("body")), "hello bob");
+  EXPECT_EQ(S(got[0].at("message").at("notification").at("title")), "alice");
+}
+
+}  // namespace
+}  // namespace pigeon::test
