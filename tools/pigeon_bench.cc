@@ -124,28 +124,8 @@ struct Sock {
 
 // Blocking connect + upgrade; then the socket is made non-blocking.
 int OpenWs(uint16_t port, const std::string& token, int source_index, std::string* leftover) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = ConnectLoopback(port, source_index);
   if (fd < 0) return -1;
-  if (source_index > 0) {
-    // Spread connections over 127.0.0.x source addresses (ephemeral ports are per address).
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(0x7f000001 + static_cast<uint32_t>(source_index));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   std::string req = "GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";

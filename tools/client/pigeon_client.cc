@@ -23,9 +23,25 @@
 namespace pigeon::client {
 namespace {
 
-int ConnectTcp(uint16_t port) {
+int ConnectTcp(uint16_t port) { return ConnectLoopback(port, 0); }
+
+void WriteAll(int fd, const std::string& s);
+
+}  // namespace
+
+int ConnectLoopback(uint16_t port, int source_index) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
+  if (source_index > 0) {
+    // From 127.0.0.(1 + source_index): ephemeral ports are per source address.
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f000001 + static_cast<uint32_t>(source_index));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -38,6 +54,8 @@ int ConnectTcp(uint16_t port) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return fd;
 }
+
+namespace {
 
 void WriteAll(int fd, const std::string& s) {
   size_t off = 0;

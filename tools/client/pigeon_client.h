@@ -56,6 +56,10 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
 // Sends `raw` as the whole request and reads one response.
 HttpResult RawHttp(uint16_t port, const std::string& raw);
 
+// A TCP connection to 127.0.0.1:port (TCP_NODELAY), from 127.0.0.(1 + source_index)
+// when source_index > 0. -1 when it cannot connect.
+int ConnectLoopback(uint16_t port, int source_index = 0);
+
 struct Account {
   std::string user_id;
   std::string token;
