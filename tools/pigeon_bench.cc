@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -163,12 +164,23 @@ void FlushOut(Sock& s) {
 std::vector<Account> MakeUsers(uint16_t port, int n, const std::string& prefix) {
   std::vector<Account> out(n);
   std::atomic<int> next{0};
+  std::mutex mu;
+  std::string error;
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([&] {
-      for (int i; (i = next++) < n;) out[i] = Login(port, prefix + std::to_string(i), "bench-password");
+      for (int i; (i = next++) < n;) {
+        try {
+          out[i] = Login(port, prefix + std::to_string(i), "bench-password");
+        } catch (const std::exception& e) {
+          std::lock_guard lock(mu);
+          error = e.what();
+          next = n;  // stop the others
+        }
+      }
     });
   for (auto& t : ts) t.join();
+  if (!error.empty()) throw std::runtime_error("creating users: " + error);
   return out;
 }
 
@@ -386,8 +398,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   json::object report;
-  int rc = idle->parsed() ? Idle(port, pid, sockets, source_addrs, report)
-                          : Steady(port, pid, users, rate, duration, body, report);
+  int rc;
+  try {
+    rc = idle->parsed() ? Idle(port, pid, sockets, source_addrs, report)
+                        : Steady(port, pid, users, rate, duration, body, report);
+  } catch (const std::exception& e) {
+    std::cerr << "pigeon-bench: " << e.what() << "\n";
+    rc = 1;
+  }
   if (!json_out.empty()) std::ofstream(json_out) << json::serialize(report) << "\n";
   if (server) (void)server->Terminate();
   return rc;
