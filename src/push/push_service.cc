@@ -175,6 +175,12 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
         metrics_.push_sent(provider).Increment();
         metrics_.push_latency_seconds.Observe(static_cast<double>(NowMs() - box->first_ms) / 1000.0);
         std::lock_guard lock(mu_);
+        if (last_push_.size() >= 100000) {
+          // Only pushes within the interval matter: forget older ones, so the
+          // map holds at most the devices pushed in the last interval.
+          const int64_t horizon = NowMs() - options_.min_interval_ms;
+          std::erase_if(last_push_, [horizon](const auto& kv) { return kv.second < horizon; });
+        }
         last_push_[key] = NowMs();
         pushed_upto_[key] = box->latest_pos;
         break;

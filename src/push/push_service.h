@@ -78,7 +78,7 @@ class PushService {
   std::multimap<int64_t, std::string> due_;           // due time -> user
   std::unordered_map<std::string, int64_t> planned_;  // user -> its earliest due time
   std::set<std::string> busy_;                        // users being processed
-  std::unordered_map<std::string, int64_t> last_push_;      // user '\0' device -> ms
+  std::unordered_map<std::string, int64_t> last_push_;      // user '\0' device -> ms (pruned past the interval)
   std::unordered_map<std::string, FeedPos> pushed_upto_;    // user '\0' device -> cursor pushed
   bool stopping_ = false;
   std::vector<std::thread> threads_;
