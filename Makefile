@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
 
-.PHONY: deps build build-asan run test test-release test-asan format clean
+.PHONY: deps build build-asan run test test-release test-asan bench format clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -29,6 +29,10 @@ test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2
 
 test: test-release test-asan
+
+# Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
+bench: build
+	BUILD=$(BUILD) bash bench/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
