@@ -32,7 +32,8 @@ void BM_CodecReadMaskedFrame(benchmark::State& state) {
   ws::FrameReader reader(1 << 20, true);
   for (auto _ : state) {
     buf = frame;  // unmasking is in place
-    size_t n = reader.Consume(buf.data(), buf.size(), [](const ws::Event& e) { benchmark::DoNotOptimize(e); });
+    size_t n = reader.Consume(buf.data(), buf.size(),
+                              [](const ws::Event& e) { benchmark::DoNotOptimize(e); });
     benchmark::DoNotOptimize(n);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * frame.size()));
@@ -43,7 +44,8 @@ BENCHMARK(BM_CodecReadMaskedFrame);
 void BM_CodecWriteMessageFrames(benchmark::State& state) {
   std::string body(static_cast<size_t>(state.range(0)), 'x');
   for (auto _ : state) {
-    auto prefix = MessageFramePrefix({"23ce2a9e51e4bf25fca0f707", 42, "alice", body, 1733300000000});
+    auto prefix =
+        MessageFramePrefix({"23ce2a9e51e4bf25fca0f707", 42, "alice", body, 1733300000000});
     auto a = FinishMessage(prefix, 100);
     auto b = FinishMessage(prefix, 200);
     auto ack = AckFrame("c-000123", "23ce2a9e51e4bf25fca0f707", 42, 1733300000000);

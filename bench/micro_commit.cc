@@ -24,7 +24,8 @@ class Fixture {
     (void)store_->Commit(ops, 1, &r);
     ops.clear();
     for (int i = 0; i + 1 < users; i += 2)
-      ops.push_back(op::OpenDirectConversation{"u" + std::to_string(i), "u" + std::to_string(i + 1)});
+      ops.push_back(
+          op::OpenDirectConversation{"u" + std::to_string(i), "u" + std::to_string(i + 1)});
     (void)store_->Commit(ops, 1, &r);
     for (auto& x : r) convs_.push_back(std::get<Conversation>(x.value).id);
   }

@@ -28,7 +28,9 @@ std::string S(const json::value& v) { return std::string(v.as_string()); }
 int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
 
 json::object Send(const std::string& conv, const std::string& cmid) {
-  return json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid},
+  return json::object{{"type", "send"},
+                      {"conversation_id", conv},
+                      {"client_msg_id", cmid},
                       {"body", "payload of " + cmid}};
 }
 
@@ -37,9 +39,12 @@ std::vector<json::object> WholeFeed(uint16_t port, const Account& a, bool receip
   std::vector<json::object> out;
   std::string since;
   for (;;) {
-    auto r = Http(port, "GET", "/api/v1/messages?limit=1000" + (since.empty() ? "" : "&since=" + since), "", a.token);
+    auto r =
+        Http(port, "GET", "/api/v1/messages?limit=1000" + (since.empty() ? "" : "&since=" + since),
+             "", a.token);
     if (r.status != 200) throw std::runtime_error("feed read failed: " + r.body);
-    for (auto& m : r.json.at(receipts ? "receipts" : "messages").as_array()) out.push_back(m.as_object());
+    for (auto& m : r.json.at(receipts ? "receipts" : "messages").as_array())
+      out.push_back(m.as_object());
     since = S(r.json.at("next_cursor"));
     if (!r.json.at("has_more").as_bool()) return out;
   }
@@ -52,7 +57,8 @@ struct SeenReceipt {
 
 // Every receipt a device saw live must be in the feed, at the same cursor;
 // per status, receipt seqs only grow (watermarks).
-void CheckReceipts(const std::vector<json::object>& feed, const std::map<std::string, SeenReceipt>& live) {
+void CheckReceipts(const std::vector<json::object>& feed,
+                   const std::map<std::string, SeenReceipt>& live) {
   std::map<std::string, SeenReceipt> by_cursor;
   std::map<std::string, int64_t> last;
   for (auto& r : feed) {
@@ -78,7 +84,8 @@ size_t CheckFeed(const std::vector<json::object>& feed, const std::map<std::stri
   std::set<std::string> ids;
   int64_t expect = 1;
   for (auto& m : feed) {
-    EXPECT_TRUE(ids.insert(S(m.at("server_msg_id"))).second) << who << ": duplicate " << S(m.at("server_msg_id"));
+    EXPECT_TRUE(ids.insert(S(m.at("server_msg_id"))).second)
+        << who << ": duplicate " << S(m.at("server_msg_id"));
     EXPECT_EQ(I(m.at("seq")), expect) << who << ": seq gap or reorder";
     ++expect;
   }
@@ -107,9 +114,9 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
 
   const Account bob_reader = Login(port, "bob");  // reads and confirms: makes receipts
   std::mutex mu;
-  std::map<std::string, SeenReceipt> live_receipts;     // alice's, by cursor
-  std::map<std::string, Ack> acked;                     // cmid -> its ack
-  std::vector<std::pair<size_t, std::string>> sent;     // (device, cmid), every send attempted
+  std::map<std::string, SeenReceipt> live_receipts;  // alice's, by cursor
+  std::map<std::string, Ack> acked;                  // cmid -> its ack
+  std::vector<std::pair<size_t, std::string>> sent;  // (device, cmid), every send attempted
   const int kRounds = 4;
   for (int round = 0; round < kRounds; ++round) {
     std::atomic<bool> stop{false};
@@ -137,7 +144,8 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
               if (!m) return;  // the server is gone
               if (S(m->at("type")) == "receipt" && devices[d].user_id == "alice") {
                 std::lock_guard lock(mu);
-                live_receipts[S(m->at("cursor"))] = SeenReceipt{S(m->at("status")), I(m->at("seq"))};
+                live_receipts[S(m->at("cursor"))] =
+                    SeenReceipt{S(m->at("status")), I(m->at("seq"))};
               }
               if (S(m->at("type")) != "ack") continue;
               std::lock_guard lock(mu);
@@ -159,7 +167,8 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
           if (!m) return;
           if (n % 50 != 0) continue;
           ws->SendJson(json::object{{"type", "received"}, {"cursor", m->at("cursor")}});
-          ws->SendJson(json::object{{"type", "read"}, {"conversation_id", conv}, {"seq", m->at("seq")}});
+          ws->SendJson(
+              json::object{{"type", "read"}, {"conversation_id", conv}, {"seq", m->at("seq")}});
         }
       } catch (const std::exception&) {
       }

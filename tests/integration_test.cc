@@ -15,8 +15,10 @@ using namespace ::pigeon::client;
 std::string S(const json::value& v) { return std::string(v.as_string()); }
 int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
 
-json::object SendFrameJson(const std::string& conv, const std::string& cmid, const std::string& body) {
-  return json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
+json::object SendFrameJson(const std::string& conv, const std::string& cmid,
+                           const std::string& body) {
+  return json::object{
+      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
 }
 
 class Pigeon : public ::testing::Test {
@@ -25,7 +27,8 @@ class Pigeon : public ::testing::Test {
   uint16_t port() const { return server_.port(); }
 
   // All feed entries of `a` after `since`, following next_cursor.
-  std::vector<json::object> ReadWholeFeed(const Account& a, std::string since = "", int limit = 100) {
+  std::vector<json::object> ReadWholeFeed(const Account& a, std::string since = "",
+                                          int limit = 100) {
     std::vector<json::object> out;
     for (int guard = 0; guard < 10000; ++guard) {
       std::string target = "/api/v1/messages?limit=" + std::to_string(limit);
@@ -121,7 +124,8 @@ TEST_F(Pigeon, OfflineRecipientCatchesUpWithPagination) {
   auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
   auto conv = OpenConversation(port(), alice, "bob");
   auto wa = WsClient::Connect(port(), alice.token);
-  for (int i = 0; i < 25; ++i) wa->SendJson(SendFrameJson(conv, "m" + std::to_string(i), "body " + std::to_string(i)));
+  for (int i = 0; i < 25; ++i)
+    wa->SendJson(SendFrameJson(conv, "m" + std::to_string(i), "body " + std::to_string(i)));
   for (int i = 0; i < 25; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
 
   auto first = Http(port(), "GET", "/api/v1/messages?limit=10", "", bob.token);
@@ -160,13 +164,15 @@ TEST_F(Pigeon, SinceReplaysTheFeedThenGoesLiveWithoutGapOrRepeat) {
   auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
   auto conv = OpenConversation(port(), alice, "bob");
   auto wa = WsClient::Connect(port(), alice.token);
-  for (int i = 1; i <= 30; ++i) wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
+  for (int i = 1; i <= 30; ++i)
+    wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
   for (int i = 0; i < 30; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
   auto feed = ReadWholeFeed(bob);
   ASSERT_EQ(feed.size(), 30u);
   // Reconnect from the 10th entry while alice keeps sending.
   std::thread sender([&] {
-    for (int i = 31; i <= 60; ++i) wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
+    for (int i = 31; i <= 60; ++i)
+      wa->SendJson(SendFrameJson(conv, "a" + std::to_string(i), std::to_string(i)));
   });
   auto wb = WsClient::Connect(port(), bob.token, S(feed[9].at("cursor")));
   ASSERT_TRUE(wb);
@@ -189,7 +195,8 @@ TEST_F(Pigeon, TwoDevicesSendingConcurrentlyKeepOneOrderForEveryone) {
   std::vector<int64_t> seqs[2];
   auto run = [&](const Account& a, int which) {
     auto w = WsClient::Connect(port(), a.token);
-    for (int i = 0; i < kEach; ++i) w->SendJson(SendFrameJson(conv, std::to_string(which) + "-" + std::to_string(i), "x"));
+    for (int i = 0; i < kEach; ++i)
+      w->SendJson(SendFrameJson(conv, std::to_string(which) + "-" + std::to_string(i), "x"));
     for (int i = 0; i < kEach; ++i) {
       auto ack = w->NextOfType("ack");
       ASSERT_TRUE(ack);
@@ -235,15 +242,19 @@ TEST_F(Pigeon, HistoryPagesBackwardsNewestFirst) {
   auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
   auto conv = OpenConversation(port(), alice, "bob");
   auto wa = WsClient::Connect(port(), alice.token);
-  for (int i = 1; i <= 12; ++i) wa->SendJson(SendFrameJson(conv, std::to_string(i), std::to_string(i)));
+  for (int i = 1; i <= 12; ++i)
+    wa->SendJson(SendFrameJson(conv, std::to_string(i), std::to_string(i)));
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
-  auto page = Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?limit=5", "", bob.token);
+  auto page =
+      Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?limit=5", "", bob.token);
   ASSERT_EQ(page.status, 200);
   auto& m = page.json.at("messages").as_array();
   ASSERT_EQ(m.size(), 5u);
   EXPECT_EQ(I(m[0].at("seq")), 12);
   EXPECT_EQ(I(m[4].at("seq")), 8);
-  auto older = Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?before_seq=8&limit=100", "", bob.token);
+  auto older =
+      Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages?before_seq=8&limit=100", "",
+           bob.token);
   auto& o = older.json.at("messages").as_array();
   ASSERT_EQ(o.size(), 7u);
   EXPECT_EQ(I(o[0].at("seq")), 7);
@@ -270,8 +281,11 @@ TEST_F(Pigeon, NonMembersAreRefused) {
   e = wc->NextOfType("error");
   ASSERT_TRUE(e);
   EXPECT_EQ(S(e->at("code")), "forbidden");
-  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages", "", carol.token).status, 403);
-  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations/nope/messages", "", carol.token).status, 403);
+  EXPECT_EQ(
+      Http(port(), "GET", "/api/v1/conversations/" + conv + "/messages", "", carol.token).status,
+      403);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations/nope/messages", "", carol.token).status,
+            403);
   // Nothing was written.
   auto list = Http(port(), "GET", "/api/v1/conversations", "", alice.token);
   EXPECT_EQ(I(list.json.at("conversations").as_array()[0].at("last_seq")), 0);
@@ -286,10 +300,14 @@ TEST_F(Pigeon, TokensAreCheckedAndLogoutClosesSockets) {
   EXPECT_EQ(status, 401);
   EXPECT_FALSE(WsClient::Connect(port(), alice.token, "garbage", &status));
   EXPECT_EQ(status, 400);
-  auto wrong = Http(port(), "POST", "/api/v1/sessions", R"({"username":"alice","password":"wrong-password"})");
+  auto wrong = Http(port(), "POST", "/api/v1/sessions",
+                    R"({"username":"alice","password":"wrong-password"})");
   EXPECT_EQ(wrong.status, 401);
   EXPECT_EQ(S(wrong.json.at("error").at("code")), "unauthorized");
-  EXPECT_EQ(Http(port(), "POST", "/api/v1/sessions", R"({"username":"nobody","password":"whatever1"})").status, 401);
+  EXPECT_EQ(
+      Http(port(), "POST", "/api/v1/sessions", R"({"username":"nobody","password":"whatever1"})")
+          .status,
+      401);
 
   auto ws = WsClient::Connect(port(), alice.token, "", nullptr, /*token_in_query=*/true);
   ASSERT_TRUE(ws);
@@ -322,15 +340,24 @@ TEST_F(Pigeon, BadFramesGetErrorsAndTheSocketLives) {
       {"{}", "bad_request", ""},
       {R"({"type":42})", "bad_request", ""},
       {R"({"type":"launch_rockets"})", "bad_request", ""},
-      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c1"})", "bad_request", "c1"},
-      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c2","body":7})", "bad_request", "c2"},
-      {R"({"type":"send","conversation_id":5,"client_msg_id":"c3","body":"x"})", "bad_request", "c3"},
-      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"","body":"x"})", "bad_request", ""},
-      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":")" + std::string(65, 'k') + R"(","body":"x"})", "bad_request", std::string(65, 'k')},
-      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c4","body":")" + big + R"("})", "too_large", "c4"},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c1"})", "bad_request",
+       "c1"},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c2","body":7})",
+       "bad_request", "c2"},
+      {R"({"type":"send","conversation_id":5,"client_msg_id":"c3","body":"x"})", "bad_request",
+       "c3"},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"","body":"x"})",
+       "bad_request", ""},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":")" +
+           std::string(65, 'k') + R"(","body":"x"})",
+       "bad_request", std::string(65, 'k')},
+      {R"({"type":"send","conversation_id":")" + conv + R"(","client_msg_id":"c4","body":")" + big +
+           R"("})",
+       "too_large", "c4"},
       {R"({"type":"received","cursor":"nope"})", "bad_request", ""},
       {R"({"type":"received"})", "bad_request", ""},
-      {R"({"type":"typing","conversation_id":")" + conv + R"(","state":"dancing"})", "bad_request", ""},
+      {R"({"type":"typing","conversation_id":")" + conv + R"(","state":"dancing"})", "bad_request",
+       ""},
       {R"({"type":"read","conversation_id":")" + conv + R"(","seq":-1})", "bad_request", ""},
   };
   for (auto& c : cases) {
@@ -410,7 +437,8 @@ TEST_F(Pigeon, BadHttpInputGetsJsonErrors) {
       {"POST", "/api/v1/users", R"({"username":"Alice2","password":"password1"})", "", 400},
       {"POST", "/api/v1/users", R"({"username":"ab","password":"password1"})", "", 400},
       {"POST", "/api/v1/users", R"({"username":"dave","password":"short"})", "", 400},
-      {"POST", "/api/v1/users", R"({"username":"dave","password":")" + std::string(257, 'p') + "\"}", "", 400},
+      {"POST", "/api/v1/users",
+       R"({"username":"dave","password":")" + std::string(257, 'p') + "\"}", "", 400},
       {"POST", "/api/v1/users", R"({"username":"alice","password":"password1"})", "", 409},
       {"POST", "/api/v1/users", R"({"username":5,"password":"password1"})", "", 400},
       {"POST", "/api/v1/conversations", R"({"peer":"alice"})", alice.token, 400},
@@ -459,7 +487,9 @@ TEST_F(Pigeon, HealthReadinessAndMetrics) {
 }
 
 TEST_F(Pigeon, KeepAliveServesSeveralRequestsOnOneConnection) {
-  std::string two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string two =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: "
+      "close\r\n\r\n";
   // RawHttp reads only the first response; the second must not break anything.
   EXPECT_EQ(RawHttp(port(), two).status, 200);
 }

@@ -49,17 +49,26 @@ class FakeProviders {
     ::waitpid(pid_, nullptr, 0);
     std::filesystem::remove_all(dir_);
   }
-  int Port(const char* name) const { return static_cast<int>(ports_.at(name).to_number<int64_t>()); }
+  int Port(const char* name) const {
+    return static_cast<int>(ports_.at(name).to_number<int64_t>());
+  }
   std::string Url(const char* name) const {
-    return std::string(name == std::string("webhook") ? "http" : "https") + "://127.0.0.1:" + std::to_string(Port(name));
+    return std::string(name == std::string("webhook") ? "http" : "https") +
+           "://127.0.0.1:" + std::to_string(Port(name));
   }
   // pigeond's options to use these fakes.
   std::vector<std::string> Args(int64_t delay_ms = 300) const {
-    return {"--push-ca-file", dir_ + "/cert.pem", "--apns-base-url", Url("apns"), "--apns-key-file",
-            dir_ + "/apns.p8", "--apns-key-id", S(ports_.at("key_id")), "--apns-team-id",
-            S(ports_.at("team_id")), "--apns-topic", S(ports_.at("topic")), "--fcm-base-url", Url("fcm"),
-            "--fcm-credentials-file", dir_ + "/fcm.json", "--webhook-secret", kSecret,
-            "--webhook-allow-http", "true", "--push-delay-ms", std::to_string(delay_ms),
+    return {"--push-ca-file",         dir_ + "/cert.pem",
+            "--apns-base-url",        Url("apns"),
+            "--apns-key-file",        dir_ + "/apns.p8",
+            "--apns-key-id",          S(ports_.at("key_id")),
+            "--apns-team-id",         S(ports_.at("team_id")),
+            "--apns-topic",           S(ports_.at("topic")),
+            "--fcm-base-url",         Url("fcm"),
+            "--fcm-credentials-file", dir_ + "/fcm.json",
+            "--webhook-secret",       kSecret,
+            "--webhook-allow-http",   "true",
+            "--push-delay-ms",        std::to_string(delay_ms),
             "--push-min-interval-ms", "3000"};
   }
   json::object Log() const {
@@ -71,11 +80,13 @@ class FakeProviders {
     std::vector<json::object> out;
     const json::object log = Log();  // kept alive for the loop
     for (auto& e : log.at(provider).as_array())
-      if (S(e.at(provider == std::string("webhook") ? "name" : "token")) == token) out.push_back(e.as_object());
+      if (S(e.at(provider == std::string("webhook") ? "name" : "token")) == token)
+        out.push_back(e.as_object());
     return out;
   }
   // Waits until `provider` has at least `n` entries for `token`.
-  std::vector<json::object> WaitFor(const char* provider, const std::string& token, size_t n, int ms = 8000) const {
+  std::vector<json::object> WaitFor(const char* provider, const std::string& token, size_t n,
+                                    int ms = 8000) const {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     for (;;) {
       auto got = For(provider, token);
@@ -108,13 +119,16 @@ class Push : public ::testing::Test {
                const std::string& endpoint = "") {
     json::object body{{"provider", provider}, {"token", token}};
     if (!endpoint.empty()) body["endpoint"] = endpoint;
-    return Http(port(), "PUT", "/api/v1/devices/current/push", json::serialize(body), a.token).status;
+    return Http(port(), "PUT", "/api/v1/devices/current/push", json::serialize(body), a.token)
+        .status;
   }
   void Send(int n, const std::string& body = "the secret plans") {
     auto ws = WsClient::Connect(port(), alice_.token);
     for (int i = 0; i < n; ++i)
-      ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv_},
-                                {"client_msg_id", "m" + std::to_string(counter_++)}, {"body", body}});
+      ws->SendJson(json::object{{"type", "send"},
+                                {"conversation_id", conv_},
+                                {"client_msg_id", "m" + std::to_string(counter_++)},
+                                {"body", body}});
     for (int i = 0; i < n; ++i) ASSERT_TRUE(ws->NextOfType("ack"));
   }
   std::string Metrics() { return Http(port(), "GET", "/metrics").body; }
@@ -180,7 +194,8 @@ TEST_F(Push, DeadTokensArePruned) {
   Send(1);
   EXPECT_EQ(fakes_.WaitFor("apns", "gone-apns", 1).size(), 1u);
   EXPECT_EQ(fakes_.WaitFor("fcm", "gone-fcm", 1).size(), 1u);
-  for (int i = 0; i < 100 && Metrics().find("pigeon_push_tokens_pruned_total 2") == std::string::npos; ++i)
+  for (int i = 0;
+       i < 100 && Metrics().find("pigeon_push_tokens_pruned_total 2") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_NE(Metrics().find("pigeon_push_tokens_pruned_total 2"), std::string::npos);
   // The registrations are gone: nothing more is sent to them.
@@ -194,7 +209,7 @@ TEST_F(Push, DeadTokensArePruned) {
 TEST_F(Push, BusyAndFailingProvidersAreRetried) {
   ASSERT_EQ(Register(bob_, "apns", "busy-apns"), 204);  // 429 + Retry-After: 1, then fine
   auto bob2 = Login(port(), "bob");
-  ASSERT_EQ(Register(bob2, "fcm", "flaky-fcm"), 204);   // 503, then fine
+  ASSERT_EQ(Register(bob2, "fcm", "flaky-fcm"), 204);  // 503, then fine
   Send(1);
   auto apns = fakes_.WaitFor("apns", "busy-apns", 2, 15000);
   ASSERT_EQ(apns.size(), 2u);
@@ -224,7 +239,10 @@ TEST_F(Push, RegistrationIsValidatedAndCanBeRemoved) {
   EXPECT_EQ(Register(bob_, "apns", ""), 400);
   EXPECT_EQ(Register(bob_, "apns", "a/b"), 400);
   EXPECT_EQ(Register(bob_, "webhook", "", "ftp://example"), 400);
-  EXPECT_EQ(Http(port(), "PUT", "/api/v1/devices/current/push", R"({"provider":"apns","token":"t"})").status, 401);
+  EXPECT_EQ(
+      Http(port(), "PUT", "/api/v1/devices/current/push", R"({"provider":"apns","token":"t"})")
+          .status,
+      401);
   ASSERT_EQ(Register(bob_, "apns", "tok-removed"), 204);
   EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/current/push", "", bob_.token).status, 204);
   Send(1);
@@ -245,10 +263,13 @@ TEST(PushCrash, APushCommittedBeforeSigkillIsSentAfterRestart) {
   auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
   auto conv = OpenConversation(server.port(), alice, "bob");
   ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
-                 R"({"provider":"apns","token":"tok-crash"})", bob.token).status, 204);
+                 R"({"provider":"apns","token":"tok-crash"})", bob.token)
+                .status,
+            204);
   {
     auto ws = WsClient::Connect(server.port(), alice.token);
-    ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "b"}});
+    ws->SendJson(json::object{
+        {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "b"}});
     ASSERT_TRUE(ws->NextOfType("ack"));
   }
   server.Kill();
@@ -267,9 +288,12 @@ TEST(PushPreview, PreviewsAreOnlySentWhenConfigured) {
   auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
   auto conv = OpenConversation(server.port(), alice, "bob");
   ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
-                 R"({"provider":"fcm","token":"tok-preview"})", bob.token).status, 204);
+                 R"({"provider":"fcm","token":"tok-preview"})", bob.token)
+                .status,
+            204);
   auto ws = WsClient::Connect(server.port(), alice.token);
-  ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "hello bob"}});
+  ws->SendJson(json::object{
+      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "hello bob"}});
   ASSERT_TRUE(ws->NextOfType("ack"));
   auto got = fakes.WaitFor("fcm", "tok-preview", 1);
   ASSERT_EQ(got.size(), 1u);

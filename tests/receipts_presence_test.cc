@@ -14,7 +14,8 @@ std::string S(const json::value& v) { return std::string(v.as_string()); }
 int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
 
 json::object SendFrame(const std::string& conv, const std::string& cmid) {
-  return json::object{{"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", "b"}};
+  return json::object{
+      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", "b"}};
 }
 
 class Live : public ::testing::Test {
@@ -37,7 +38,8 @@ class Live : public ::testing::Test {
     return last;
   }
   json::value Feed(const Account& a, const std::string& since = "") {
-    auto r = Http(port(), "GET", "/api/v1/messages" + (since.empty() ? "" : "?since=" + since), "", a.token);
+    auto r = Http(port(), "GET", "/api/v1/messages" + (since.empty() ? "" : "?since=" + since), "",
+                  a.token);
     EXPECT_EQ(r.status, 200) << r.body;
     return r.json;
   }
@@ -178,7 +180,8 @@ TEST_F(Live, PresenceGoesOnlineAndOfflineForSubscribers) {
   ASSERT_TRUE(off);
   EXPECT_FALSE(off->at("online").as_bool());
   auto seen = I(off->at("last_seen"));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
   EXPECT_GE(seen, ms);
   auto r = Http(port(), "GET", "/api/v1/presence/bob", "", alice_.token);
   ASSERT_EQ(r.status, 200);
@@ -218,8 +221,10 @@ TEST_F(Live, LastSeenSurvivesARestart) {
   int64_t seen = -1;
   for (int i = 0; i < 100 && seen < 0; ++i) {
     auto r = Http(port(), "GET", "/api/v1/presence/bob", "", alice_.token);
-    if (!r.json.at("online").as_bool() && !r.json.at("last_seen").is_null()) seen = I(r.json.at("last_seen"));
-    else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!r.json.at("online").as_bool() && !r.json.at("last_seen").is_null())
+      seen = I(r.json.at("last_seen"));
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_GT(seen, 0);
   ASSERT_EQ(server_.Terminate(), 0);
@@ -232,7 +237,8 @@ TEST_F(Live, LastSeenSurvivesARestart) {
 TEST_F(Live, StrangersGetForbiddenAndNothingElse) {
   auto carol = Login(port(), "carol");
   auto wc = WsClient::Connect(port(), carol.token);
-  wc->SendJson(json::object{{"type", "presence_subscribe"}, {"users", json::array{"alice", "ghost", "carol"}}});
+  wc->SendJson(json::object{{"type", "presence_subscribe"},
+                            {"users", json::array{"alice", "ghost", "carol"}}});
   std::vector<json::object> got;
   for (int i = 0; i < 3; ++i) got.push_back(*wc->Next());
   int forbidden = 0, presence = 0;
@@ -266,19 +272,25 @@ TEST_F(Live, HidingLastSeenWorksBothWays) {
   EXPECT_FALSE(seen(alice_, "bob").is_null());
   auto put = Http(port(), "PUT", "/api/v1/me/settings", R"({"last_seen":"nobody"})", bob_.token);
   ASSERT_EQ(put.status, 200);
-  EXPECT_EQ(S(Http(port(), "GET", "/api/v1/me/settings", "", bob_.token).json.at("last_seen")), "nobody");
-  EXPECT_TRUE(seen(alice_, "bob").is_null());   // hidden from others
-  EXPECT_TRUE(seen(bob_, "alice").is_null());   // and bob sees nobody's
-  EXPECT_FALSE(seen(bob_, "bob").is_null());    // but his own
-  EXPECT_EQ(Http(port(), "PUT", "/api/v1/me/settings", R"({"last_seen":"friends"})", bob_.token).status, 400);
-  ASSERT_EQ(Http(port(), "PUT", "/api/v1/me/settings", R"({"last_seen":"everyone"})", bob_.token).status, 200);
+  EXPECT_EQ(S(Http(port(), "GET", "/api/v1/me/settings", "", bob_.token).json.at("last_seen")),
+            "nobody");
+  EXPECT_TRUE(seen(alice_, "bob").is_null());  // hidden from others
+  EXPECT_TRUE(seen(bob_, "alice").is_null());  // and bob sees nobody's
+  EXPECT_FALSE(seen(bob_, "bob").is_null());   // but his own
+  EXPECT_EQ(
+      Http(port(), "PUT", "/api/v1/me/settings", R"({"last_seen":"friends"})", bob_.token).status,
+      400);
+  ASSERT_EQ(
+      Http(port(), "PUT", "/api/v1/me/settings", R"({"last_seen":"everyone"})", bob_.token).status,
+      200);
   EXPECT_FALSE(seen(alice_, "bob").is_null());
   EXPECT_FALSE(seen(bob_, "alice").is_null());
 }
 
 TEST_F(Live, TypingReachesThePeerLiveAndIsNeverStored) {
   auto wa = WsClient::Connect(port(), alice_.token), wb = WsClient::Connect(port(), bob_.token);
-  wa->SendJson(json::object{{"type", "typing"}, {"conversation_id", conv_}, {"state", "composing"}});
+  wa->SendJson(
+      json::object{{"type", "typing"}, {"conversation_id", conv_}, {"state", "composing"}});
   auto t = wb->NextOfType("typing");
   ASSERT_TRUE(t);
   EXPECT_EQ(S(t->at("user")), "alice");

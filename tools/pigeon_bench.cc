@@ -22,8 +22,8 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -37,7 +37,8 @@ using namespace ::pigeon::client;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch()).count();
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // ---- /proc readings -------------------------------------------------------------
@@ -109,7 +110,8 @@ Summary Summarize(std::vector<int64_t>& ns) {
 }
 
 json::object ToJson(const Summary& s) {
-  return {{"count", s.n}, {"p50_ms", s.p50}, {"p90_ms", s.p90}, {"p99_ms", s.p99}, {"p999_ms", s.p999}, {"max_ms", s.max}};
+  return {{"count", s.n},    {"p50_ms", s.p50},   {"p90_ms", s.p90},
+          {"p99_ms", s.p99}, {"p999_ms", s.p999}, {"max_ms", s.max}};
 }
 
 // ---- raw non-blocking WebSocket client ------------------------------------------------
@@ -212,8 +214,12 @@ int Idle(uint16_t port, pid_t pid, int sockets, int source_addrs, json::object& 
   std::printf("user space per socket   %.0f bytes\n", user_b);
   std::printf("kernel slab per pair    %.0f bytes (client + server socket)\n", slab_b);
   std::printf("kernel TCP buffers/pair %.0f bytes\n", tcp_b);
-  report = {{"scenario", "idle"}, {"sockets", sockets}, {"rss_before_kib", rss0}, {"rss_after_kib", rss1},
-            {"user_bytes_per_socket", user_b}, {"kernel_slab_bytes_per_pair", slab_b},
+  report = {{"scenario", "idle"},
+            {"sockets", sockets},
+            {"rss_before_kib", rss0},
+            {"rss_after_kib", rss1},
+            {"user_bytes_per_socket", user_b},
+            {"kernel_slab_bytes_per_pair", slab_b},
             {"kernel_tcp_buffer_bytes_per_pair", tcp_b}};
   for (int fd : fds) ::close(fd);
   return 0;
@@ -225,7 +231,8 @@ int Steady(uint16_t port, pid_t pid, int nusers, double rate, double duration, i
   std::cerr << "creating " << nusers << " users and " << nusers / 2 << " conversations...\n";
   auto users = MakeUsers(port, nusers, "steady-");
   std::vector<std::string> conv(nusers);
-  for (int i = 0; i < nusers; i += 2) conv[i] = conv[i + 1] = OpenConversation(port, users[i], users[i + 1].user_id);
+  for (int i = 0; i < nusers; i += 2)
+    conv[i] = conv[i + 1] = OpenConversation(port, users[i], users[i + 1].user_id);
 
   int ep = epoll_create1(EPOLL_CLOEXEC);
   std::vector<Sock> socks(nusers);
@@ -271,7 +278,9 @@ int Steady(uint16_t port, pid_t pid, int nusers, double rate, double duration, i
         int u = static_cast<int>(rng() % static_cast<unsigned>(nusers));
         auto& s = socks[u];
         std::string body = "t=" + std::to_string(now) + ";" + pad;
-        json::object f{{"type", "send"}, {"conversation_id", conv[u]}, {"client_msg_id", std::to_string(sent)},
+        json::object f{{"type", "send"},
+                       {"conversation_id", conv[u]},
+                       {"client_msg_id", std::to_string(sent)},
                        {"body", body}};
         mask_seed = mask_seed * 1664525u + 1013904223u;
         uint8_t mask[4];
@@ -285,7 +294,9 @@ int Steady(uint16_t port, pid_t pid, int nusers, double rate, double duration, i
       t_send_done = now;
     }
     for (int u : dirty) FlushOut(socks[u]);
-    dirty.erase(std::remove_if(dirty.begin(), dirty.end(), [&](int u) { return socks[u].out.empty(); }), dirty.end());
+    dirty.erase(
+        std::remove_if(dirty.begin(), dirty.end(), [&](int u) { return socks[u].out.empty(); }),
+        dirty.end());
     bool done = now >= send_end && acked + errors >= sent && e2e_lat.size() >= acked;
     if (done || now > hard_end) break;
     int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 1);
@@ -342,20 +353,34 @@ int Steady(uint16_t port, pid_t pid, int nusers, double rate, double duration, i
   auto a = Summarize(ack_lat), e = Summarize(e2e_lat);
   double cpu_us = (cpu1 - cpu0) * 1e6 / std::max<uint64_t>(1, acked);
   bool ok = lost == 0 && dup_or_reorder == 0 && gaps == 0 && errors == 0 && acked == sent;
-  std::printf("offered rate      %.0f msg/s over %.1f s, %d users, %d-byte bodies\n", rate, duration, nusers, body_bytes);
+  std::printf("offered rate      %.0f msg/s over %.1f s, %d users, %d-byte bodies\n", rate,
+              duration, nusers, body_bytes);
   std::printf("sent / acked      %llu / %llu   (achieved %.0f acks/s)\n", (unsigned long long)sent,
               (unsigned long long)acked, static_cast<double>(acked) / secs);
-  std::printf("                  %8s %8s %8s %8s %8s   (ms)\n", "p50", "p90", "p99", "p99.9", "max");
-  std::printf("ack latency       %8.3f %8.3f %8.3f %8.3f %8.3f\n", a.p50, a.p90, a.p99, a.p999, a.max);
-  std::printf("end-to-end        %8.3f %8.3f %8.3f %8.3f %8.3f\n", e.p50, e.p90, e.p99, e.p999, e.max);
+  std::printf("                  %8s %8s %8s %8s %8s   (ms)\n", "p50", "p90", "p99", "p99.9",
+              "max");
+  std::printf("ack latency       %8.3f %8.3f %8.3f %8.3f %8.3f\n", a.p50, a.p90, a.p99, a.p999,
+              a.max);
+  std::printf("end-to-end        %8.3f %8.3f %8.3f %8.3f %8.3f\n", e.p50, e.p90, e.p99, e.p999,
+              e.max);
   std::printf("server CPU        %.1f us per message (user+system)\n", cpu_us);
   std::printf("audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu\n",
               ok ? "PASS" : "FAIL", (unsigned long long)lost, (unsigned long long)dup_or_reorder,
               (unsigned long long)gaps, (unsigned long long)errors);
-  report = {{"scenario", "steady"}, {"offered_rate", rate}, {"duration_s", duration}, {"users", nusers},
-            {"sent", sent}, {"acked", acked}, {"achieved_rate", static_cast<double>(acked) / secs},
-            {"ack_latency", ToJson(a)}, {"e2e_latency", ToJson(e)}, {"server_cpu_us_per_msg", cpu_us},
-            {"lost", lost}, {"duplicate_or_reordered", dup_or_reorder}, {"gaps", gaps}, {"errors", errors},
+  report = {{"scenario", "steady"},
+            {"offered_rate", rate},
+            {"duration_s", duration},
+            {"users", nusers},
+            {"sent", sent},
+            {"acked", acked},
+            {"achieved_rate", static_cast<double>(acked) / secs},
+            {"ack_latency", ToJson(a)},
+            {"e2e_latency", ToJson(e)},
+            {"server_cpu_us_per_msg", cpu_us},
+            {"lost", lost},
+            {"duplicate_or_reordered", dup_or_reorder},
+            {"gaps", gaps},
+            {"errors", errors},
             {"audit_pass", ok}};
   return ok ? 0 : 3;
 }
@@ -369,17 +394,20 @@ int main(int argc, char** argv) {
   uint16_t port = 0;
   pid_t pid = 0;
   std::string json_out;
-  app.add_option("--port", port, "measure a running pigeond on 127.0.0.1:PORT (default: start one)");
+  app.add_option("--port", port,
+                 "measure a running pigeond on 127.0.0.1:PORT (default: start one)");
   app.add_option("--pid", pid, "its process id (with --port)");
   app.add_option("--json", json_out, "also write the results to this file");
   int sockets = 5000, source_addrs = 1;
   auto* idle = app.add_subcommand("idle", "memory per idle authenticated WebSocket");
   idle->add_option("--sockets", sockets, "sockets to open")->capture_default_str();
-  idle->add_option("--source-addrs", source_addrs, "spread over 127.0.0.2.. source addresses")->capture_default_str();
+  idle->add_option("--source-addrs", source_addrs, "spread over 127.0.0.2.. source addresses")
+      ->capture_default_str();
   int users = 1000, body = 100;
   double rate = 5000, duration = 10;
   auto* steady = app.add_subcommand("steady", "open-loop 1:1 traffic at a fixed rate");
-  steady->add_option("--users", users, "connected users (pairs share a conversation)")->capture_default_str();
+  steady->add_option("--users", users, "connected users (pairs share a conversation)")
+      ->capture_default_str();
   steady->add_option("--rate", rate, "messages per second, in total")->capture_default_str();
   steady->add_option("--duration", duration, "seconds of sending")->capture_default_str();
   steady->add_option("--body-bytes", body, "message body size")->capture_default_str();

@@ -24,8 +24,7 @@ class DeliverySink {
   // A frame that is not in the feed (typing).
   virtual void DeliverEphemeral(const std::string& user, SharedFrame frame) = 0;
   // Close the sockets of one device (logout), with a WebSocket close code.
-  virtual void CloseDevice(const std::string& user, const std::string& device,
-                           uint16_t code) = 0;
+  virtual void CloseDevice(const std::string& user, const std::string& device, uint16_t code) = 0;
   // `user` went online or offline (last_seen_ms: when it was last online).
   virtual void PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) = 0;
   // `user` changed its privacy setting.

@@ -81,15 +81,13 @@ Result<DeviceSession> ChatService::Authenticate(std::string_view token) {
 
 void ChatService::OpenConversation(const std::string& user, const std::string& peer,
                                    std::function<void(Result<Conversation>)> done) {
-  if (!IsValidUserId(peer))
-    return done(Status(ErrorCode::kBadRequest, "peer must be a user id"));
+  if (!IsValidUserId(peer)) return done(Status(ErrorCode::kBadRequest, "peer must be a user id"));
   if (peer == user) return done(Status(ErrorCode::kBadRequest, "the peer is the caller"));
   auto cb = [done](OpResult& r) {
     if (!r.status.ok()) return done(r.status);
     done(std::get<Conversation>(r.value));
   };
-  if (!pipeline_.Submit(op::OpenDirectConversation{user, peer}, std::move(cb)))
-    done(Unavailable());
+  if (!pipeline_.Submit(op::OpenDirectConversation{user, peer}, std::move(cb))) done(Unavailable());
 }
 
 Result<std::vector<ConversationSummary>> ChatService::ListConversations(const std::string& user) {
@@ -179,7 +177,8 @@ void ChatService::MarkRead(const DeviceSession& who, std::string conversation_id
 void ChatService::SetPush(const DeviceSession& who, PushRegistration registration,
                           std::function<void(Status)> done) {
   auto cb = [done](OpResult& r) { done(r.status); };
-  if (!pipeline_.Submit(op::SetPush{who.user_id, who.device_id, std::move(registration)}, std::move(cb)))
+  if (!pipeline_.Submit(op::SetPush{who.user_id, who.device_id, std::move(registration)},
+                        std::move(cb)))
     done(Unavailable());
 }
 
@@ -216,7 +215,8 @@ void ChatService::RouteReceipts(const ReceiptsResult& result) {
     for (auto& d : rr.fanout) {
       if (!presence_.IsOnline(d.user_id)) continue;
       e.pos = d.pos;
-      bus_.PublishFeedEntry(d.user_id, d.pos, std::make_shared<const std::string>(FeedEntryJson(e)));
+      bus_.PublishFeedEntry(d.user_id, d.pos,
+                            std::make_shared<const std::string>(FeedEntryJson(e)));
     }
   }
 }

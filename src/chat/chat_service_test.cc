@@ -72,8 +72,10 @@ class ChatServiceTest : public ::testing::Test {
     store_ = std::move(*RocksStore::Open({.path = dir_}));
     pipeline_ = std::make_unique<CommitPipeline>(*store_, metrics_, CommitPipeline::Options{});
     bus_.Attach(&sink_);
-    chat_ = std::make_unique<ChatService>(*store_, *pipeline_, bus_, presence_, metrics_,
-                                          ChatService::Options{.pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20, .on_push_outbox = {}});
+    chat_ = std::make_unique<ChatService>(
+        *store_, *pipeline_, bus_, presence_, metrics_,
+        ChatService::Options{
+            .pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20, .on_push_outbox = {}});
   }
   void TearDown() override {
     pipeline_->Stop();
@@ -82,7 +84,8 @@ class ChatServiceTest : public ::testing::Test {
   LoginResult User(const std::string& name) {
     auto id = Wait<Result<std::string>>([&](auto done) { chat_->SignUp(name, "password1", done); });
     EXPECT_TRUE(id.ok()) << id.status().message();
-    auto r = Wait<Result<LoginResult>>([&](auto done) { chat_->Login(name, "password1", "", done); });
+    auto r =
+        Wait<Result<LoginResult>>([&](auto done) { chat_->Login(name, "password1", "", done); });
     EXPECT_TRUE(r.ok());
     return *r;
   }
@@ -109,10 +112,13 @@ TEST_F(ChatServiceTest, SignUpValidatesAndHashesWithArgon2id) {
   User("alice");
   auto dup = Wait<Result<std::string>>([&](auto d) { chat_->SignUp("alice", "password1", d); });
   EXPECT_EQ(dup.status().code(), ErrorCode::kConflict);
-  EXPECT_EQ(Wait<Result<std::string>>([&](auto d) { chat_->SignUp("Alice", "password1", d); }).status().code(),
+  EXPECT_EQ(Wait<Result<std::string>>([&](auto d) { chat_->SignUp("Alice", "password1", d); })
+                .status()
+                .code(),
             ErrorCode::kBadRequest);
-  EXPECT_EQ(Wait<Result<std::string>>([&](auto d) { chat_->SignUp("zed", "short", d); }).status().code(),
-            ErrorCode::kBadRequest);
+  EXPECT_EQ(
+      Wait<Result<std::string>>([&](auto d) { chat_->SignUp("zed", "short", d); }).status().code(),
+      ErrorCode::kBadRequest);
   auto u = store_->GetUser("alice");
   ASSERT_TRUE(u.ok());
   EXPECT_EQ(u->password_hash.rfind("$argon2id$", 0), 0u);
@@ -145,7 +151,8 @@ TEST_F(ChatServiceTest, CommittedMessagesRouteToOnlineMembersInCommitOrder) {
   for (size_t i = 0; i < sink_.entries.size(); ++i) {
     EXPECT_EQ(sink_.entries[i].user, "bob");
     EXPECT_EQ(sink_.entries[i].pos, i + 1);
-    EXPECT_NE(sink_.entries[i].frame.find("\"seq\":" + std::to_string(i + 1) + ","), std::string::npos);
+    EXPECT_NE(sink_.entries[i].frame.find("\"seq\":" + std::to_string(i + 1) + ","),
+              std::string::npos);
   }
   EXPECT_EQ(store_->ReadFeed("alice", 0, 100)->entries.size(), 20u);
 }
@@ -160,7 +167,6 @@ TEST_F(ChatServiceTest, HistoryIsForMembersOnly) {
   EXPECT_EQ(chat_->History("carol", "nope", ~0ull, 10).status().code(), ErrorCode::kForbidden);
 }
 
-
 // A store that takes a while to commit, like a disk's fsync, and counts commits.
 struct CountingStore final : MessageStore {
   explicit CountingStore(MessageStore& inner) : inner(inner) {}
@@ -172,14 +178,18 @@ struct CountingStore final : MessageStore {
   }
   Result<UserRecord> GetUser(std::string_view u) override { return inner.GetUser(u); }
   Result<DeviceSession> LookupToken(std::string_view t) override { return inner.LookupToken(t); }
-  Result<Conversation> GetConversation(std::string_view c) override { return inner.GetConversation(c); }
+  Result<Conversation> GetConversation(std::string_view c) override {
+    return inner.GetConversation(c);
+  }
   Result<std::vector<ConversationSummary>> ListConversations(std::string_view u) override {
     return inner.ListConversations(u);
   }
   Result<std::vector<StoredMessage>> History(std::string_view c, uint64_t b, size_t l) override {
     return inner.History(c, b, l);
   }
-  Result<FeedPage> ReadFeed(std::string_view u, FeedPos a, size_t l) override { return inner.ReadFeed(u, a, l); }
+  Result<FeedPage> ReadFeed(std::string_view u, FeedPos a, size_t l) override {
+    return inner.ReadFeed(u, a, l);
+  }
   Result<FeedPos> FeedHead(std::string_view u) override { return inner.FeedHead(u); }
   Result<std::vector<DeviceInfo>> Devices(std::string_view u) override { return inner.Devices(u); }
   Result<OutboxEntry> GetOutbox(std::string_view u) override { return inner.GetOutbox(u); }
@@ -198,11 +208,12 @@ TEST_F(ChatServiceTest, PipelineGroupsManyOpsIntoFewCommits) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 250; ++i)
-        ASSERT_TRUE(pipeline.Submit(op::CreateUser{"u" + std::to_string(t) + "x" + std::to_string(i), "h"},
-                                    [&](OpResult& r) {
-                                      EXPECT_TRUE(r.status.ok());
-                                      ++done;
-                                    }));
+        ASSERT_TRUE(
+            pipeline.Submit(op::CreateUser{"u" + std::to_string(t) + "x" + std::to_string(i), "h"},
+                            [&](OpResult& r) {
+                              EXPECT_TRUE(r.status.ok());
+                              ++done;
+                            }));
     });
   }
   for (auto& t : threads) t.join();
@@ -223,7 +234,8 @@ TEST_F(ChatServiceTest, PipelineRefusesWhenItsQueueIsFull) {
   // The first op is taken by the committer, which blocks on the gate.
   ASSERT_TRUE(pipeline.Submit(op::CreateUser{"first", "h"}, cb));
   while (counting.commits.load() == 0) std::this_thread::yield();
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(pipeline.Submit(op::CreateUser{"q" + std::to_string(i), "h"}, cb));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(pipeline.Submit(op::CreateUser{"q" + std::to_string(i), "h"}, cb));
   EXPECT_FALSE(pipeline.Submit(op::CreateUser{"overflow", "h"}, cb));
   open.set_value();
   pipeline.Stop();

@@ -49,7 +49,8 @@ void CommitPipeline::Run() {
         dones.swap(dones_);
       } else {
         auto n = static_cast<std::ptrdiff_t>(options_.max_batch);
-        ops.assign(std::make_move_iterator(ops_.begin()), std::make_move_iterator(ops_.begin() + n));
+        ops.assign(std::make_move_iterator(ops_.begin()),
+                   std::make_move_iterator(ops_.begin() + n));
         dones.assign(std::make_move_iterator(dones_.begin()),
                      std::make_move_iterator(dones_.begin() + n));
         ops_.erase(ops_.begin(), ops_.begin() + n);

@@ -20,40 +20,43 @@ prometheus::Gauge& NewGauge(prometheus::Registry& r, const std::string& name,
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       open_sockets(NewGauge(*registry_, "pigeon_open_sockets", "Authenticated WebSockets open")),
-      connections_accepted(NewCounter(*registry_, "pigeon_connections_accepted_total",
-                                      "TCP connections accepted")),
-      messages_committed(NewCounter(*registry_, "pigeon_messages_committed_total",
-                                    "Messages durably committed")),
+      connections_accepted(
+          NewCounter(*registry_, "pigeon_connections_accepted_total", "TCP connections accepted")),
+      messages_committed(
+          NewCounter(*registry_, "pigeon_messages_committed_total", "Messages durably committed")),
       duplicate_sends(NewCounter(*registry_, "pigeon_duplicate_sends_total",
                                  "Sends answered with the original ack (client_msg_id reuse)")),
       http_requests(NewCounter(*registry_, "pigeon_http_requests_total", "HTTP requests served")),
       slow_consumer_closes(NewCounter(*registry_, "pigeon_slow_consumer_closes_total",
                                       "Sockets closed because their output queue was full")),
-      commit_batch_ops(prometheus::BuildHistogram()
-                           .Name("pigeon_commit_batch_ops")
-                           .Help("Operations per group commit")
-                           .Register(*registry_)
-                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                        1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096})),
-      commit_seconds(prometheus::BuildHistogram()
-                         .Name("pigeon_commit_seconds")
-                         .Help("Latency of one group commit (write + fsync)")
-                         .Register(*registry_)
-                         .Add({}, prometheus::Histogram::BucketBoundaries{
-                                      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                      0.025, 0.05, 0.1, 0.25, 1})),
+      commit_batch_ops(
+          prometheus::BuildHistogram()
+              .Name("pigeon_commit_batch_ops")
+              .Help("Operations per group commit")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                               512, 1024, 4096})),
+      commit_seconds(
+          prometheus::BuildHistogram()
+              .Name("pigeon_commit_seconds")
+              .Help("Latency of one group commit (write + fsync)")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001,
+                                                               0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                               0.1, 0.25, 1})),
       commit_queue_depth(NewGauge(*registry_, "pigeon_commit_queue_depth",
                                   "Operations waiting for the committer")),
       push_retried(NewCounter(*registry_, "pigeon_push_retried_total",
                               "Push delivery rounds scheduled again after a failure")),
       push_pruned(NewCounter(*registry_, "pigeon_push_tokens_pruned_total",
                              "Push registrations removed because the provider said they are dead")),
-      push_latency_seconds(prometheus::BuildHistogram()
-                               .Name("pigeon_push_latency_seconds")
-                               .Help("From the first waiting message's commit to the provider accepting the push")
-                               .Register(*registry_)
-                               .Add({}, prometheus::Histogram::BucketBoundaries{
-                                            0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300})),
+      push_latency_seconds(
+          prometheus::BuildHistogram()
+              .Name("pigeon_push_latency_seconds")
+              .Help("From the first waiting message's commit to the provider accepting the push")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60,
+                                                               300})),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")

@@ -24,8 +24,12 @@ class Metrics {
   std::string Serialize() const;
   prometheus::Counter& errors(ErrorCode code) { return *errors_[static_cast<int>(code)]; }
   // By provider name ("apns", "fcm", "webhook").
-  prometheus::Counter& push_sent(const std::string& provider) { return push_sent_family_.Add({{"provider", provider}}); }
-  prometheus::Counter& push_failed(const std::string& provider) { return push_failed_family_.Add({{"provider", provider}}); }
+  prometheus::Counter& push_sent(const std::string& provider) {
+    return push_sent_family_.Add({{"provider", provider}});
+  }
+  prometheus::Counter& push_failed(const std::string& provider) {
+    return push_failed_family_.Add({{"provider", provider}});
+  }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -40,9 +44,9 @@ class Metrics {
   prometheus::Histogram& commit_batch_ops;    // ops per store commit
   prometheus::Histogram& commit_seconds;      // store commit (write + fsync) latency
   prometheus::Gauge& commit_queue_depth;
-  prometheus::Counter& push_retried;           // delivery rounds scheduled again
-  prometheus::Counter& push_pruned;            // dead tokens removed
-  prometheus::Histogram& push_latency_seconds; // first message committed -> provider accepted
+  prometheus::Counter& push_retried;            // delivery rounds scheduled again
+  prometheus::Counter& push_pruned;             // dead tokens removed
+  prometheus::Histogram& push_latency_seconds;  // first message committed -> provider accepted
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;

@@ -45,7 +45,8 @@ void PresenceService::GoOffline(const std::string& user, int64_t closed_at, bool
 void PresenceService::Run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(10, options_.offline_debounce_ms / 4)));
+    cv_.wait_for(
+        lock, std::chrono::milliseconds(std::max<int64_t>(10, options_.offline_debounce_ms / 4)));
     const int64_t now = NowMs();
     std::vector<std::pair<std::string, int64_t>> due;
     for (auto it = pending_.begin(); it != pending_.end();) {

@@ -1,18 +1,16 @@
 #include "gateway/connection.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-
-#include <algorithm>
 #include <chrono>
-
-#include "core/ids.h"
 
 #include "chat/chat_service.h"
 #include "chat/metrics.h"
+#include "chat/presence_service.h"
+#include "core/ids.h"
 #include "gateway/http_parse.h"
 #include "gateway/session_registry.h"
-#include "chat/presence_service.h"
 
 namespace pigeon {
 namespace asio = boost::asio;
@@ -24,8 +22,8 @@ using boost::system::error_code;
 // by feed position, so an entry both read and held goes out once, in order.
 struct Connection::CatchUp {
   std::vector<std::pair<FeedPos, SharedFrame>> held;
-  bool reread = false;        // held entries were dropped (overflow): read the store again
-  bool after_flush = false;   // the next page waits until the output queue drains
+  bool reread = false;       // held entries were dropped (overflow): read the store again
+  bool after_flush = false;  // the next page waits until the output queue drains
 };
 
 Connection::Connection(asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread)
@@ -67,10 +65,10 @@ void Connection::OnReadable(const error_code& ec) {
   if (ec) return Abort();
   // A few reads per wake-up, then yield to other sockets of this thread.
   for (int i = 0; i < 4; ++i) {
-    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering)
-      break;
+    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering) break;
     error_code rec;
-    size_t n = socket_.read_some(asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
+    size_t n = socket_.read_some(
+        asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) break;
     if (rec || n == 0) return Abort();  // EOF or reset
     alive_ = true;
@@ -184,7 +182,8 @@ void Connection::OnHttpResponse(const HttpResponse& resp, bool keep_alive) {
 void Connection::OnUpgrade(std::variant<UpgradeGrant, HttpResponse> decision, std::string ws_key,
                            bool keep_alive) {
   if (phase_ == Phase::kClosed) return;
-  if (auto* refusal = std::get_if<HttpResponse>(&decision)) return OnHttpResponse(*refusal, keep_alive);
+  if (auto* refusal = std::get_if<HttpResponse>(&decision))
+    return OnHttpResponse(*refusal, keep_alive);
   auto& grant = std::get<UpgradeGrant>(decision);
   session_ = std::move(grant.session);
   http_.reset();
@@ -265,9 +264,10 @@ void Connection::OnText(std::string_view text) {
   if (auto* rec = std::get_if<ReceivedFrame>(&frame)) return ctx_.chat.Confirm(session_, rec->pos);
   if (std::holds_alternative<PingFrame>(frame)) return SendText(R"({"type":"pong"})");
   if (auto* typing = std::get_if<TypingFrame>(&frame)) {
-    auto window = static_cast<uint32_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(
-            std::chrono::steady_clock::now().time_since_epoch()).count() / 10);
+    auto window = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::steady_clock::now().time_since_epoch())
+                                            .count() /
+                                        10);
     if (window != typing_window_) {
       typing_window_ = window;
       typing_count_ = 0;
@@ -291,7 +291,8 @@ void Connection::OnText(std::string_view text) {
                        [self = shared_from_this()](Status s) {
                          if (s.ok()) return;
                          asio::post(self->socket_.get_executor(), [self, s = std::move(s)] {
-                           if (self->phase_ == Phase::kWebSocket) self->SendError(s.code(), s.message());
+                           if (self->phase_ == Phase::kWebSocket)
+                             self->SendError(s.code(), s.message());
                          });
                        });
     return;
@@ -456,9 +457,9 @@ void Connection::OnFeedEntry(FeedPos pos, const SharedFrame& frame) {
 void Connection::RequestCatchUpPage() {
   asio::post(ctx_.workers, [self = shared_from_this(), after = last_sent_pos_,
                             budget = ctx_.limits.max_output_bytes / 2] {
-    Result<FeedPage> feed = self->ctx_.chat.ReadFeed(self->session_, after,
-                                                     self->ctx_.limits.catchup_page,
-                                                     /*confirm=*/false);
+    Result<FeedPage> feed =
+        self->ctx_.chat.ReadFeed(self->session_, after, self->ctx_.limits.catchup_page,
+                                 /*confirm=*/false);
     Result<std::vector<std::pair<FeedPos, SharedFrame>>> frames = Status();
     bool has_more = false;
     if (!feed.ok()) {
@@ -479,9 +480,10 @@ void Connection::RequestCatchUpPage() {
       }
       frames = std::move(v);
     }
-    asio::post(self->socket_.get_executor(), [self, frames = std::move(frames), has_more]() mutable {
-      self->OnCatchUpPage(std::move(frames), has_more);
-    });
+    asio::post(self->socket_.get_executor(),
+               [self, frames = std::move(frames), has_more]() mutable {
+                 self->OnCatchUpPage(std::move(frames), has_more);
+               });
   });
 }
 

@@ -13,7 +13,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <memory>
 #include <optional>
 #include <string>
@@ -136,7 +135,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t out_off_ = 0;
   std::unique_ptr<HttpRequestParser> http_;
   std::unique_ptr<CatchUp> catchup_;
-  std::unique_ptr<std::vector<Watch>> watches_;  // only once presence_subscribe is used
+  std::unique_ptr<std::vector<Watch>> watches_;              // only once presence_subscribe is used
   std::unique_ptr<boost::asio::steady_timer> linger_timer_;  // only while closing
   ws::FrameReader reader_;
   FeedPos last_sent_pos_ = 0;

@@ -2,7 +2,6 @@
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-
 #include <charconv>
 
 #include "chat/chat_service.h"
@@ -17,23 +16,38 @@ namespace {
 
 constexpr std::string_view kApi = "/api/v1/";
 
-HttpResponse Json(int status, std::string body) { return HttpResponse{status, std::move(body), "application/json", {}}; }
+HttpResponse Json(int status, std::string body) {
+  return HttpResponse{status, std::move(body), "application/json", {}};
+}
 
 std::string_view StatusText(int status) {
   switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -147,7 +161,8 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
     auto user = StringField(*body, "username");
     auto pass = StringField(*body, "password");
-    if (!user || !pass) return fail(ErrorCode::kBadRequest, "username and password are required strings");
+    if (!user || !pass)
+      return fail(ErrorCode::kBadRequest, "username and password are required strings");
     return chat_.SignUp(*user, *pass, [done, this](Result<std::string> r) {
       if (!r.ok()) return done(Error(r.status()));
       std::string out = R"({"user_id":)";
@@ -161,7 +176,8 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!body) return fail(ErrorCode::kBadRequest, "body must be a JSON object");
     auto user = StringField(*body, "username");
     auto pass = StringField(*body, "password");
-    if (!user || !pass) return fail(ErrorCode::kBadRequest, "username and password are required strings");
+    if (!user || !pass)
+      return fail(ErrorCode::kBadRequest, "username and password are required strings");
     std::string device_name;
     if (auto* dn = body->if_contains("device_name")) {
       if (!dn->is_string()) return fail(ErrorCode::kBadRequest, "device_name must be a string");
@@ -313,13 +329,16 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!push_.HasProvider(reg.provider))
       return fail(ErrorCode::kBadRequest, *provider + " is not configured on this server");
     auto token = StringField(*body, "token");
-    if (body->contains("token") && !token) return fail(ErrorCode::kBadRequest, "token must be a string");
+    if (body->contains("token") && !token)
+      return fail(ErrorCode::kBadRequest, "token must be a string");
     if (token) reg.token = *token;
     if (reg.provider != PushRegistration::Provider::kWebhook &&
         (reg.token.empty() || reg.token.size() > 4096 ||
          reg.token.find_first_of("/?#% \r\n") != std::string::npos))
-      return fail(ErrorCode::kBadRequest, "token must be 1-4096 bytes, with no '/', '?', '#', '%' or spaces");
-    if (reg.token.size() > 4096) return fail(ErrorCode::kBadRequest, "token must be at most 4096 bytes");
+      return fail(ErrorCode::kBadRequest,
+                  "token must be 1-4096 bytes, with no '/', '?', '#', '%' or spaces");
+    if (reg.token.size() > 4096)
+      return fail(ErrorCode::kBadRequest, "token must be at most 4096 bytes");
     if (reg.provider == PushRegistration::Provider::kWebhook) {
       auto endpoint = StringField(*body, "endpoint");
       auto* hook = static_cast<push::WebhookSender*>(push_.Sender(reg.provider));
@@ -341,7 +360,8 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
   if (rest == "me/settings" && m == "GET") {
     auto u = chat_.GetUser(who->user_id);
     if (!u.ok()) return done(Error(u.status()));
-    return done(Json(200, u->hides_last_seen ? R"({"last_seen":"nobody"})" : R"({"last_seen":"everyone"})"));
+    return done(Json(
+        200, u->hides_last_seen ? R"({"last_seen":"nobody"})" : R"({"last_seen":"everyone"})"));
   }
   if (rest == "me/settings" && m == "PUT") {
     auto body = ParseBody(req.body);
@@ -360,7 +380,8 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
 
 std::variant<UpgradeGrant, HttpResponse> HttpApi::AuthorizeUpgrade(const HttpRequest& req) {
   metrics_.http_requests.Increment();
-  if (req.method != "GET") return Error(Status(ErrorCode::kBadRequest, "WebSocket upgrade needs GET"));
+  if (req.method != "GET")
+    return Error(Status(ErrorCode::kBadRequest, "WebSocket upgrade needs GET"));
   if (!req.upgrade_websocket || req.ws_key.size() != 24)
     return Error(Status(ErrorCode::kBadRequest, "not a valid WebSocket upgrade request"));
   if (req.ws_version != "13") {

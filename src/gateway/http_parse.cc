@@ -1,11 +1,10 @@
 #include "gateway/http_parse.h"
 
+#include <algorithm>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-
-#include <algorithm>
 
 namespace pigeon {
 namespace http = boost::beast::http;

@@ -19,9 +19,7 @@ struct HttpRequest {
   std::string ws_key;
   std::string ws_version;
 
-  std::string_view path() const {
-    return std::string_view(target).substr(0, target.find('?'));
-  }
+  std::string_view path() const { return std::string_view(target).substr(0, target.find('?')); }
 };
 
 class HttpRequestParser {

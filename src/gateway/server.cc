@@ -1,12 +1,12 @@
 #include "gateway/server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
-
 #include <functional>
 #include <future>
 
@@ -37,7 +37,8 @@ Server::Server(Options options, GatewayContext& ctx)
 Server::~Server() { Drain(std::chrono::milliseconds(0)); }
 
 Status Server::Start() {
-  unsigned n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n =
+      options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
     impl_->contexts.push_back(std::make_unique<asio::io_context>(1));
     impl_->states.push_back(std::make_unique<ThreadState>());
@@ -52,8 +53,9 @@ Status Server::Start() {
   if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor->bind(ep, ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status(ErrorCode::kUnavailable, "cannot listen on " + options_.host + ":" +
-                                                     std::to_string(options_.port) + ": " + ec.message());
+  if (ec)
+    return Status(ErrorCode::kUnavailable, "cannot listen on " + options_.host + ":" +
+                                               std::to_string(options_.port) + ": " + ec.message());
   port_ = acceptor->local_endpoint().port();
   impl_->acceptor = std::move(acceptor);
   impl_->retry_timer = std::make_unique<asio::steady_timer>(*impl_->contexts[0]);
@@ -66,7 +68,8 @@ Status Server::Start() {
     if (impl->stopping) return;
     size_t i = impl->next++ % impl->contexts.size();
     impl->acceptor->async_accept(
-        *impl->contexts[i], [impl, &ctx, i, loop_weak](const boost::system::error_code& ec, tcp::socket s) {
+        *impl->contexts[i],
+        [impl, &ctx, i, loop_weak](const boost::system::error_code& ec, tcp::socket s) {
           auto loop = loop_weak.lock();
           if (!loop || impl->stopping) return;
           if (ec) {

@@ -35,8 +35,8 @@ struct PresenceSubscribeFrame {
 };
 struct PingFrame {};
 
-using ClientFrame =
-    std::variant<SendFrame, ReceivedFrame, ReadFrame, TypingFrame, PresenceSubscribeFrame, PingFrame>;
+using ClientFrame = std::variant<SendFrame, ReceivedFrame, ReadFrame, TypingFrame,
+                                 PresenceSubscribeFrame, PingFrame>;
 
 struct FrameLimits {
   size_t max_body_bytes = 65536;  // larger: too_large
@@ -75,8 +75,8 @@ struct MessageView {
 std::string MessageFramePrefix(const MessageView& m);
 // prefix + ,"cursor":"..."}
 std::string FinishMessage(std::string_view prefix, FeedPos pos);
-std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id,
-                     uint64_t seq, int64_t ts);
+std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,
+                     int64_t ts);
 // status: "delivered" or "read".
 std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
                          std::string_view status, uint64_t seq, int64_t ts, FeedPos cursor);

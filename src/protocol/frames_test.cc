@@ -16,33 +16,44 @@ FrameError Err(std::string_view text, FrameLimits limits = {}) {
 ClientFrame Ok(std::string_view text) {
   auto r = ParseClientFrame(text, {});
   EXPECT_TRUE(std::holds_alternative<ClientFrame>(r)) << text;
-  return std::holds_alternative<ClientFrame>(r) ? std::get<ClientFrame>(r) : ClientFrame{PingFrame{}};
+  return std::holds_alternative<ClientFrame>(r) ? std::get<ClientFrame>(r)
+                                                : ClientFrame{PingFrame{}};
 }
 
 TEST(Frames, ParsesEveryClientFrameType) {
-  auto send = std::get<SendFrame>(Ok(R"({"type":"send","conversation_id":"c","client_msg_id":"m","body":"h\u00e9\n","extra":1})"));
+  auto send = std::get<SendFrame>(Ok(
+      R"({"type":"send","conversation_id":"c","client_msg_id":"m","body":"h\u00e9\n","extra":1})"));
   EXPECT_EQ(send.conversation_id, "c");
   EXPECT_EQ(send.client_msg_id, "m");
   EXPECT_EQ(send.body, "h\xc3\xa9\n");
-  EXPECT_EQ(std::get<ReceivedFrame>(Ok(R"({"type":"received","cursor":"f000000000000000a"})")).pos, 10u);
+  EXPECT_EQ(std::get<ReceivedFrame>(Ok(R"({"type":"received","cursor":"f000000000000000a"})")).pos,
+            10u);
   auto read = std::get<ReadFrame>(Ok(R"({"type":"read","conversation_id":"c","seq":7})"));
   EXPECT_EQ(read.seq, 7u);
-  EXPECT_TRUE(std::get<TypingFrame>(Ok(R"({"type":"typing","conversation_id":"c","state":"composing"})")).composing);
-  EXPECT_FALSE(std::get<TypingFrame>(Ok(R"({"type":"typing","conversation_id":"c","state":"paused"})")).composing);
-  EXPECT_EQ(std::get<PresenceSubscribeFrame>(Ok(R"({"type":"presence_subscribe","users":["a","b"]})")).users.size(), 2u);
+  EXPECT_TRUE(
+      std::get<TypingFrame>(Ok(R"({"type":"typing","conversation_id":"c","state":"composing"})"))
+          .composing);
+  EXPECT_FALSE(
+      std::get<TypingFrame>(Ok(R"({"type":"typing","conversation_id":"c","state":"paused"})"))
+          .composing);
+  EXPECT_EQ(
+      std::get<PresenceSubscribeFrame>(Ok(R"({"type":"presence_subscribe","users":["a","b"]})"))
+          .users.size(),
+      2u);
   EXPECT_TRUE(std::holds_alternative<PingFrame>(Ok(R"({"type":"ping"})")));
 }
 
 TEST(Frames, RefusesBadFramesWithBadRequest) {
-  for (const char* bad : {"", "x", "[]", "null", "1", R"({"type":1})", "{}", R"({"type":"nope"})",
-                          R"({"type":"send"})", R"({"type":"send","client_msg_id":"m"})",
-                          R"({"type":"send","client_msg_id":"m","conversation_id":"c"})",
-                          R"({"type":"send","client_msg_id":"m","conversation_id":"","body":""})",
-                          R"({"type":"send","client_msg_id":7,"conversation_id":"c","body":""})",
-                          R"({"type":"read","conversation_id":"c","seq":1.5})",
-                          R"({"type":"read","conversation_id":"c","seq":"1"})",
-                          R"({"type":"received","cursor":"f1"})", R"({"type":"presence_subscribe","users":[1]})",
-                          R"({"type":"send","client_msg_id":"m","conversation_id":"c","body":"x"} trailing)"}) {
+  for (const char* bad :
+       {"", "x", "[]", "null", "1", R"({"type":1})", "{}", R"({"type":"nope"})",
+        R"({"type":"send"})", R"({"type":"send","client_msg_id":"m"})",
+        R"({"type":"send","client_msg_id":"m","conversation_id":"c"})",
+        R"({"type":"send","client_msg_id":"m","conversation_id":"","body":""})",
+        R"({"type":"send","client_msg_id":7,"conversation_id":"c","body":""})",
+        R"({"type":"read","conversation_id":"c","seq":1.5})",
+        R"({"type":"read","conversation_id":"c","seq":"1"})",
+        R"({"type":"received","cursor":"f1"})", R"({"type":"presence_subscribe","users":[1]})",
+        R"({"type":"send","client_msg_id":"m","conversation_id":"c","body":"x"} trailing)"}) {
     EXPECT_EQ(Err(bad).code, ErrorCode::kBadRequest) << bad;
   }
 }
@@ -50,21 +61,26 @@ TEST(Frames, RefusesBadFramesWithBadRequest) {
 TEST(Frames, EchoesClientMsgIdAndSaysTooLargeForAnOversizeBody) {
   FrameLimits limits;
   limits.max_body_bytes = 4;
-  auto e = Err(R"({"type":"send","conversation_id":"c","client_msg_id":"m1","body":"12345"})", limits);
+  auto e =
+      Err(R"({"type":"send","conversation_id":"c","client_msg_id":"m1","body":"12345"})", limits);
   EXPECT_EQ(e.code, ErrorCode::kTooLarge);
   EXPECT_EQ(e.client_msg_id, "m1");
-  EXPECT_TRUE(std::holds_alternative<ClientFrame>(
-      ParseClientFrame(R"({"type":"send","conversation_id":"c","client_msg_id":"m1","body":"1234"})", limits)));
+  EXPECT_TRUE(std::holds_alternative<ClientFrame>(ParseClientFrame(
+      R"({"type":"send","conversation_id":"c","client_msg_id":"m1","body":"1234"})", limits)));
   e = Err(R"({"type":"send","client_msg_id":"m2"})");
   EXPECT_EQ(e.client_msg_id, "m2");
-  EXPECT_EQ(Err(R"({"type":"send","conversation_id":"c","client_msg_id":"","body":"x"})").code, ErrorCode::kBadRequest);
+  EXPECT_EQ(Err(R"({"type":"send","conversation_id":"c","client_msg_id":"","body":"x"})").code,
+            ErrorCode::kBadRequest);
   std::string long_id(65, 'k');
-  EXPECT_EQ(Err(R"({"type":"send","conversation_id":"c","client_msg_id":")" + long_id + R"(","body":"x"})").code,
+  EXPECT_EQ(Err(R"({"type":"send","conversation_id":"c","client_msg_id":")" + long_id +
+                R"(","body":"x"})")
+                .code,
             ErrorCode::kBadRequest);
 }
 
 TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
-  std::string body = "quote\" backslash\\ newline\n nul" + std::string(1, '\0') + " \xe2\x82\xac <script>";
+  std::string body =
+      "quote\" backslash\\ newline\n nul" + std::string(1, '\0') + " \xe2\x82\xac <script>";
   auto prefix = MessageFramePrefix({"conv", 3, "alice", body, 1234});
   auto frame = FinishMessage(prefix, 17);
   auto v = boost::json::parse(frame).as_object();
@@ -77,7 +93,8 @@ TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
   auto ack = boost::json::parse(AckFrame("id\"1", "conv", 3, 1234)).as_object();
   EXPECT_EQ(ack.at("client_msg_id").as_string(), "id\"1");
   EXPECT_EQ(ack.at("server_msg_id").as_string(), "conv-3");
-  auto err = boost::json::parse(ErrorFrame(ErrorCode::kTooLarge, "big \"x\"", std::string("c"))).as_object();
+  auto err = boost::json::parse(ErrorFrame(ErrorCode::kTooLarge, "big \"x\"", std::string("c")))
+                 .as_object();
   EXPECT_EQ(err.at("code").as_string(), "too_large");
   EXPECT_EQ(err.at("client_msg_id").as_string(), "c");
   auto http = boost::json::parse(HttpErrorBody(ErrorCode::kConflict, "taken")).as_object();

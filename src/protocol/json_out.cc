@@ -68,8 +68,8 @@ std::string FinishMessage(std::string_view prefix, FeedPos pos) {
   return out;
 }
 
-std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id,
-                     uint64_t seq, int64_t ts) {
+std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,
+                     int64_t ts) {
   std::string out = R"({"type":"ack","client_msg_id":)";
   AppendJsonString(out, client_msg_id);
   out.append(R"(,"conversation_id":")");

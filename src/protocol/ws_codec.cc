@@ -2,9 +2,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <simdjson.h>
 
 #include <cstring>
-#include <simdjson.h>
 
 namespace pigeon::ws {
 namespace {
@@ -89,7 +89,7 @@ size_t FrameReader::Step(char* data, size_t len, Event* ev) {
   };
   const bool fin = (d[0] & 0x80) != 0;
   const uint8_t opcode = d[0] & 0x0f;
-  if (d[0] & 0x70) return fail(kCloseProtocolError);         // no extensions negotiated
+  if (d[0] & 0x70) return fail(kCloseProtocolError);             // no extensions negotiated
   if (masked != server_role_) return fail(kCloseProtocolError);  // RFC 6455 5.1
   const bool control = opcode >= 0x8;
   if (control) {
@@ -169,7 +169,8 @@ void AppendFrameHeader(std::string& out, uint8_t opcode, size_t n, bool fin) {
     hl = 4;
   } else {
     h[1] = 127;
-    for (int i = 0; i < 8; ++i) h[2 + i] = static_cast<char>((static_cast<uint64_t>(n) >> (56 - 8 * i)) & 0xff);
+    for (int i = 0; i < 8; ++i)
+      h[2 + i] = static_cast<char>((static_cast<uint64_t>(n) >> (56 - 8 * i)) & 0xff);
     hl = 10;
   }
   out.append(h, hl);

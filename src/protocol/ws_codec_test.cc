@@ -41,7 +41,8 @@ std::string Bytes(std::initializer_list<int> b) {
 
 // RFC 6455 section 5.7 examples.
 const std::string kUnmaskedHello = Bytes({0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f});
-const std::string kMaskedHello = Bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+const std::string kMaskedHello =
+    Bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
 
 TEST(WsCodec, Rfc6455MaskedTextFrame) {
   for (bool bytewise : {false, true}) {
@@ -55,9 +56,10 @@ TEST(WsCodec, Rfc6455MaskedTextFrame) {
 
 TEST(WsCodec, Rfc6455UnmaskedFramesForTheClientRole) {
   FrameReader client(1 << 20, false);
-  auto got = Feed(client, kUnmaskedHello + Bytes({0x01, 0x03, 0x48, 0x65, 0x6c}) +
-                              Bytes({0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f}) +  // ping between fragments
-                              Bytes({0x80, 0x02, 0x6c, 0x6f}));
+  auto got = Feed(client,
+                  kUnmaskedHello + Bytes({0x01, 0x03, 0x48, 0x65, 0x6c}) +
+                      Bytes({0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f}) +  // ping between fragments
+                      Bytes({0x80, 0x02, 0x6c, 0x6f}));
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].payload, "Hello");
   EXPECT_EQ(got[1].kind, Event::Kind::kPing);
@@ -128,14 +130,16 @@ TEST(WsCodec, ProtocolErrors) {
       {"fragmented ping", frame(0x09, ""), kCloseProtocolError},
       {"ping over 125 bytes", frame(0x89, long_ping), kCloseProtocolError},
       {"continuation first", frame(0x80, "x"), kCloseProtocolError},
-      {"text inside a fragmented message", frame(0x01, "a") + frame(0x81, "b"), kCloseProtocolError},
+      {"text inside a fragmented message", frame(0x01, "a") + frame(0x81, "b"),
+       kCloseProtocolError},
       {"close with 1 byte", frame(0x88, "x"), kCloseProtocolError},
       {"close code 1005", frame(0x88, ClosePayload(1005, "")), kCloseProtocolError},
       {"close code 999", frame(0x88, ClosePayload(999, "")), kCloseProtocolError},
       {"close code 2000", frame(0x88, ClosePayload(2000, "")), kCloseProtocolError},
       {"close reason not UTF-8", frame(0x88, ClosePayload(1000, "\xff")), kCloseInvalidPayload},
       {"text not UTF-8", frame(0x81, "\xc3\x28"), kCloseInvalidPayload},
-      {"text UTF-8 split over fragments, invalid", frame(0x01, "\xe2\x82") + frame(0x80, "\x28"), kCloseInvalidPayload},
+      {"text UTF-8 split over fragments, invalid", frame(0x01, "\xe2\x82") + frame(0x80, "\x28"),
+       kCloseInvalidPayload},
   };
   for (auto& c : cases) {
     FrameReader server(1 << 20, true);

@@ -14,7 +14,7 @@ struct HttpReply {
   long status = 0;  // 0: no answer (connect failure, timeout)
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
-  std::string error;                                          // why there is no answer
+  std::string error;                                         // why there is no answer
   std::string Header(std::string_view name) const;
 };
 

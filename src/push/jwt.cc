@@ -45,14 +45,16 @@ Result<std::shared_ptr<SigningKey>> SigningKey::FromFile(const std::string& path
 
 SigningKey::~SigningKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
 
-Result<std::string> SigningKey::Sign(std::string_view header_json, std::string_view claims_json) const {
+Result<std::string> SigningKey::Sign(std::string_view header_json,
+                                     std::string_view claims_json) const {
   std::string input = Base64Url(header_json) + "." + Base64Url(claims_json);
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   size_t len = 0;
   std::string sig;
-  bool ok = EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, static_cast<EVP_PKEY*>(pkey_)) == 1 &&
-            EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
-                           input.size()) == 1;
+  bool ok =
+      EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, static_cast<EVP_PKEY*>(pkey_)) == 1 &&
+      EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()),
+                     input.size()) == 1;
   if (ok) {
     sig.resize(len);
     ok = EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,

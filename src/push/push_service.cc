@@ -22,11 +22,14 @@ Outcome ClassifyCommon(const HttpReply& reply) {
   if (reply.status >= 200 && reply.status < 300) return Outcome{Outcome::Kind::kAccepted, 0, ""};
   if (reply.status == 0) return Outcome{Outcome::Kind::kRetry, 0, reply.error};
   if (reply.status == 429 || reply.status >= 500)
-    return Outcome{Outcome::Kind::kRetry, RetryAfterMs(reply), "HTTP " + std::to_string(reply.status)};
-  return Outcome{Outcome::Kind::kRejected, 0, "HTTP " + std::to_string(reply.status) + " " + reply.body.substr(0, 200)};
+    return Outcome{Outcome::Kind::kRetry, RetryAfterMs(reply),
+                   "HTTP " + std::to_string(reply.status)};
+  return Outcome{Outcome::Kind::kRejected, 0,
+                 "HTTP " + std::to_string(reply.status) + " " + reply.body.substr(0, 200)};
 }
 
-PushService::PushService(MessageStore& store, CommitPipeline& pipeline, Metrics& metrics, Options options,
+PushService::PushService(MessageStore& store, CommitPipeline& pipeline, Metrics& metrics,
+                         Options options,
                          std::function<bool(const std::string&, const std::string&)> device_online)
     : store_(store),
       pipeline_(pipeline),
@@ -36,7 +39,8 @@ PushService::PushService(MessageStore& store, CommitPipeline& pipeline, Metrics&
 
 PushService::~PushService() { Stop(); }
 
-void PushService::AddSender(PushRegistration::Provider provider, std::unique_ptr<PushSender> sender) {
+void PushService::AddSender(PushRegistration::Provider provider,
+                            std::unique_ptr<PushSender> sender) {
   senders_[provider] = std::move(sender);
 }
 
@@ -49,9 +53,12 @@ Status PushService::Start() {
   // What a crash left in the outbox goes out now.
   auto pending = store_.ListOutbox(1000000);
   if (!pending.ok()) return pending.status();
-  for (auto& e : *pending) Schedule(e.user_id, std::max(e.first_ms + options_.delay_ms, e.next_try_ms));
-  if (!pending->empty()) spdlog::info("push: {} outbox entries pending from before the restart", pending->size());
-  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) threads_.emplace_back([this] { Run(); });
+  for (auto& e : *pending)
+    Schedule(e.user_id, std::max(e.first_ms + options_.delay_ms, e.next_try_ms));
+  if (!pending->empty())
+    spdlog::info("push: {} outbox entries pending from before the restart", pending->size());
+  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i)
+    threads_.emplace_back([this] { Run(); });
   return Status::Ok();
 }
 
@@ -146,12 +153,13 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
     PushSender* sender = Sender(d.push.provider);
     if (!sender) continue;
     const std::string key = user + '\0' + d.device_id;
-    if (d.confirmed >= box->latest_pos) continue;          // it has everything
-    if (device_online_(user, d.device_id)) continue;       // it gets it live
+    if (d.confirmed >= box->latest_pos) continue;     // it has everything
+    if (device_online_(user, d.device_id)) continue;  // it gets it live
     {
       std::lock_guard lock(mu_);
       if (pushed_upto_[key] >= box->latest_pos) continue;  // told already (a retry round)
-      if (auto it = last_push_.find(key); it != last_push_.end() && now < it->second + options_.min_interval_ms) {
+      if (auto it = last_push_.find(key);
+          it != last_push_.end() && now < it->second + options_.min_interval_ms) {
         not_before = std::max(not_before, it->second + options_.min_interval_ms);
         continue;
       }
@@ -160,7 +168,8 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
     if (options_.preview) {
       if (!preview) {
         auto page = store_.ReadFeed(user, box->latest_pos - 1, 1);
-        if (page.ok() && !page->entries.empty() && page->entries[0].kind == FeedEntry::Kind::kMessage)
+        if (page.ok() && !page->entries.empty() &&
+            page->entries[0].kind == FeedEntry::Kind::kMessage)
           preview = page->entries[0].message;
       }
       if (preview) {
@@ -173,7 +182,8 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
     switch (o.kind) {
       case Outcome::Kind::kAccepted: {
         metrics_.push_sent(provider).Increment();
-        metrics_.push_latency_seconds.Observe(static_cast<double>(NowMs() - box->first_ms) / 1000.0);
+        metrics_.push_latency_seconds.Observe(static_cast<double>(NowMs() - box->first_ms) /
+                                              1000.0);
         std::lock_guard lock(mu_);
         if (last_push_.size() >= 100000) {
           // Only pushes within the interval matter: forget older ones, so the
@@ -187,14 +197,17 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
       }
       case Outcome::Kind::kInvalidToken:
         metrics_.push_pruned.Increment();
-        spdlog::info("push: {} token of {}/{} is dead ({}): removed", provider, user, d.device_id, o.detail);
-        (void)pipeline_.Submit(op::SetPush{user, d.device_id, PushRegistration{}}, [](OpResult&) {});
+        spdlog::info("push: {} token of {}/{} is dead ({}): removed", provider, user, d.device_id,
+                     o.detail);
+        (void)pipeline_.Submit(op::SetPush{user, d.device_id, PushRegistration{}},
+                               [](OpResult&) {});
         break;
       case Outcome::Kind::kRetry:
         metrics_.push_failed(provider).Increment();
         retry = true;
         retry_after = std::max(retry_after, o.retry_after_ms);
-        spdlog::debug("push: {} to {}/{} will be retried: {}", provider, user, d.device_id, o.detail);
+        spdlog::debug("push: {} to {}/{} will be retried: {}", provider, user, d.device_id,
+                      o.detail);
         break;
       case Outcome::Kind::kRejected:
         metrics_.push_failed(provider).Increment();
@@ -205,8 +218,10 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
   if (retry && box->attempts + 1 < options_.max_attempts) {
     // Exponential backoff with full jitter, but never sooner than Retry-After.
     static thread_local std::mt19937_64 rng(std::random_device{}());
-    int64_t cap = std::min(options_.backoff_max_ms, options_.backoff_base_ms << std::min<uint32_t>(box->attempts, 20));
-    int64_t wait = std::max(retry_after, cap / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(cap / 2 + 1)));
+    int64_t cap = std::min(options_.backoff_max_ms,
+                           options_.backoff_base_ms << std::min<uint32_t>(box->attempts, 20));
+    int64_t wait = std::max(
+        retry_after, cap / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(cap / 2 + 1)));
     int64_t next = NowMs() + wait;
     metrics_.push_retried.Increment();
     (void)pipeline_.Submit(op::RetryOutbox{user, box->attempts + 1, next}, [](OpResult&) {});

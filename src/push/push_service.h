@@ -51,7 +51,9 @@ class PushService {
   ~PushService();  // Stop()
 
   void AddSender(PushRegistration::Provider provider, std::unique_ptr<PushSender> sender);
-  bool HasProvider(PushRegistration::Provider provider) const { return senders_.count(provider) > 0; }
+  bool HasProvider(PushRegistration::Provider provider) const {
+    return senders_.count(provider) > 0;
+  }
   PushSender* Sender(PushRegistration::Provider provider) const;
 
   // Reads the outbox back from the store and starts the push threads.
@@ -78,8 +80,9 @@ class PushService {
   std::multimap<int64_t, std::string> due_;           // due time -> user
   std::unordered_map<std::string, int64_t> planned_;  // user -> its earliest due time
   std::set<std::string> busy_;                        // users being processed
-  std::unordered_map<std::string, int64_t> last_push_;      // user '\0' device -> ms (pruned past the interval)
-  std::unordered_map<std::string, FeedPos> pushed_upto_;    // user '\0' device -> cursor pushed
+  std::unordered_map<std::string, int64_t>
+      last_push_;  // user '\0' device -> ms (pruned past the interval)
+  std::unordered_map<std::string, FeedPos> pushed_upto_;  // user '\0' device -> cursor pushed
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

@@ -1,8 +1,8 @@
 #include "server/config.h"
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <iostream>
 #include <variant>
@@ -46,7 +46,8 @@ std::vector<Option> Options(Config& c) {
        "announce nothing)",
        &c.presence_debounce_ms},
       {"push_delay_ms", "ms to gather a burst of messages into one push", &c.push_delay_ms},
-      {"push_min_interval_ms", "at most one push per device this often (ms)", &c.push_min_interval_ms},
+      {"push_min_interval_ms", "at most one push per device this often (ms)",
+       &c.push_min_interval_ms},
       {"push_max_attempts", "delivery rounds before a push is given up", &c.push_max_attempts},
       {"push_timeout_ms", "timeout of one request to a push provider (ms)", &c.push_timeout_ms},
       {"push_threads", "threads sending pushes", &c.push_threads},
@@ -60,11 +61,14 @@ std::vector<Option> Options(Config& c) {
       {"apns_push_type", "alert or background", &c.apns_push_type},
       {"apns_expiration_s", "apns-expiration: seconds from now", &c.apns_expiration_s},
       {"fcm_base_url", "FCM server", &c.fcm_base_url},
-      {"fcm_credentials_file", "FCM service account JSON key (empty: FCM off)", &c.fcm_credentials_file},
+      {"fcm_credentials_file", "FCM service account JSON key (empty: FCM off)",
+       &c.fcm_credentials_file},
       {"fcm_token_url", "OAuth2 token endpoint (default: the key's token_uri)", &c.fcm_token_url},
       {"fcm_project_id", "FCM project (default: the key's project_id)", &c.fcm_project_id},
-      {"webhook_secret", "HMAC key signing webhook pushes (empty: webhooks off)", &c.webhook_secret},
-      {"webhook_allow_http", "allow plain http:// webhook endpoints (true/false)", &c.webhook_allow_http},
+      {"webhook_secret", "HMAC key signing webhook pushes (empty: webhooks off)",
+       &c.webhook_secret},
+      {"webhook_allow_http", "allow plain http:// webhook endpoints (true/false)",
+       &c.webhook_allow_http},
   };
 }
 
@@ -86,7 +90,8 @@ Status ApplyToml(const std::string& path, Config& cfg) {
     auto it = std::find_if(options.begin(), options.end(),
                            [&](const Option& o) { return key.str() == o.name; });
     if (it == options.end())
-      return Status(ErrorCode::kBadRequest, "config " + path + ": unknown key " + std::string(key.str()));
+      return Status(ErrorCode::kBadRequest,
+                    "config " + path + ": unknown key " + std::string(key.str()));
     bool ok = std::visit(
         [&](auto* field) {
           using T = std::remove_pointer_t<decltype(field)>;
@@ -107,7 +112,8 @@ Status ApplyToml(const std::string& path, Config& cfg) {
         },
         it->field);
     if (!ok)
-      return Status(ErrorCode::kBadRequest, "config " + path + ": bad value for " + std::string(key.str()));
+      return Status(ErrorCode::kBadRequest,
+                    "config " + path + ": bad value for " + std::string(key.str()));
   }
   return Status::Ok();
 }

@@ -10,7 +10,7 @@
 namespace pigeon {
 
 struct Config {
-  std::string listen = "127.0.0.1:8080";  // HOST:PORT for HTTP and WebSocket
+  std::string listen = "127.0.0.1:8080";   // HOST:PORT for HTTP and WebSocket
   std::string data_dir = "./pigeon-data";  // the RocksDB store
   std::string log_level = "info";          // trace, debug, info, warn, error
   uint32_t network_threads = 0;            // 0: one per core
@@ -24,8 +24,10 @@ struct Config {
   uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
   uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
   uint64_t drain_grace_ms = 2000;          // SIGTERM: time given to close frames to flush
-  uint64_t heartbeat_interval_ms = 25000;  // WebSocket ping interval; silent a whole interval: closed
-  uint64_t presence_debounce_ms = 2000;    // a user offline this long after its last socket closed is announced offline
+  uint64_t heartbeat_interval_ms =
+      25000;  // WebSocket ping interval; silent a whole interval: closed
+  uint64_t presence_debounce_ms =
+      2000;  // a user offline this long after its last socket closed is announced offline
 
   // Push notifications. A provider is on when its credentials are set.
   uint64_t push_delay_ms = 500;          // gather a burst of messages into one push
@@ -34,20 +36,20 @@ struct Config {
   uint64_t push_timeout_ms = 5000;       // per request to a provider
   uint32_t push_threads = 2;             // threads sending pushes
   bool push_preview = false;             // sender and body in the payload (default: neither)
-  std::string push_ca_file;              // extra trusted CA bundle for providers (private CAs, tests)
+  std::string push_ca_file;  // extra trusted CA bundle for providers (private CAs, tests)
   std::string apns_base_url = "https://api.push.apple.com";
-  std::string apns_key_file;             // the .p8 signing key; empty: APNs off
+  std::string apns_key_file;  // the .p8 signing key; empty: APNs off
   std::string apns_key_id;
   std::string apns_team_id;
   std::string apns_topic;                // the app's bundle id
   std::string apns_push_type = "alert";  // or "background"
   uint64_t apns_expiration_s = 86400;    // apns-expiration: now + this
   std::string fcm_base_url = "https://fcm.googleapis.com";
-  std::string fcm_credentials_file;      // service account JSON key; empty: FCM off
-  std::string fcm_token_url;             // default: the key's token_uri
-  std::string fcm_project_id;            // default: the key's project_id
-  std::string webhook_secret;            // HMAC key for webhook signatures; empty: webhooks off
-  bool webhook_allow_http = false;       // allow plain http:// endpoints
+  std::string fcm_credentials_file;  // service account JSON key; empty: FCM off
+  std::string fcm_token_url;         // default: the key's token_uri
+  std::string fcm_project_id;        // default: the key's project_id
+  std::string webhook_secret;        // HMAC key for webhook signatures; empty: webhooks off
+  bool webhook_allow_http = false;   // allow plain http:// endpoints
 
   // Splits `listen` into host and port.
   Status ParseListen(std::string* host, uint16_t* port) const;

@@ -1,11 +1,11 @@
 // pigeond: wires the embedded deployment together (RocksDB store, in-process
 // presence and bus) and runs until SIGTERM/SIGINT, then drains.
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 
 #include "bus/local/local_bus.h"
@@ -30,13 +30,14 @@ namespace pigeon {
 Status AddPushProviders(const Config& cfg, push::PushService& service) {
   using Provider = PushRegistration::Provider;
   if (!cfg.apns_key_file.empty()) {
-    auto apns = push::ApnsSender::Create({.base_url = cfg.apns_base_url,
-                                          .key_file = cfg.apns_key_file,
-                                          .key_id = cfg.apns_key_id,
-                                          .team_id = cfg.apns_team_id,
-                                          .topic = cfg.apns_topic,
-                                          .push_type = cfg.apns_push_type,
-                                          .expiration_s = static_cast<int64_t>(cfg.apns_expiration_s)});
+    auto apns =
+        push::ApnsSender::Create({.base_url = cfg.apns_base_url,
+                                  .key_file = cfg.apns_key_file,
+                                  .key_id = cfg.apns_key_id,
+                                  .team_id = cfg.apns_team_id,
+                                  .topic = cfg.apns_topic,
+                                  .push_type = cfg.apns_push_type,
+                                  .expiration_s = static_cast<int64_t>(cfg.apns_expiration_s)});
     if (!apns.ok()) return apns.status();
     service.AddSender(Provider::kApns, std::move(*apns));
   }
@@ -96,7 +97,8 @@ int main(int argc, char** argv) {
        .max_attempts = static_cast<uint32_t>(cfg->push_max_attempts),
        .preview = cfg->push_preview,
        .threads = cfg->push_threads,
-       .http = {.timeout_ms = static_cast<long>(cfg->push_timeout_ms), .ca_file = cfg->push_ca_file}},
+       .http = {.timeout_ms = static_cast<long>(cfg->push_timeout_ms),
+                .ca_file = cfg->push_ca_file}},
       [&registry](const std::string& user, const std::string& device) {
         return registry.HasDevice(user, device);
       });
@@ -139,9 +141,8 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);
-  signals.async_wait([](const boost::system::error_code&, int sig) {
-    spdlog::info("signal {}: draining", sig);
-  });
+  signals.async_wait(
+      [](const boost::system::error_code&, int sig) { spdlog::info("signal {}: draining", sig); });
   signals_ctx.run();
 
   // Drain: no new connections, sockets closed with 1001, in-flight requests

@@ -34,7 +34,7 @@ struct UserRecord {
   std::string user_id;
   std::string password_hash;  // Argon2id, libsodium's crypto_pwhash_str format
   int64_t created_ms = 0;
-  int64_t last_seen_ms = 0;  // 0: never connected
+  int64_t last_seen_ms = 0;      // 0: never connected
   bool hides_last_seen = false;  // privacy setting "last_seen": "nobody"
 };
 
@@ -211,10 +211,10 @@ struct RetryOutbox {
 };
 }  // namespace op
 
-using WriteOp = std::variant<op::CreateUser, op::CreateSession, op::DeleteSession,
-                             op::OpenDirectConversation, op::AppendMessage, op::ConfirmFeed,
-                             op::MarkRead, op::SetLastSeen, op::SetPrivacy, op::SetPush,
-                             op::CompleteOutbox, op::RetryOutbox>;
+using WriteOp =
+    std::variant<op::CreateUser, op::CreateSession, op::DeleteSession, op::OpenDirectConversation,
+                 op::AppendMessage, op::ConfirmFeed, op::MarkRead, op::SetLastSeen, op::SetPrivacy,
+                 op::SetPush, op::CompleteOutbox, op::RetryOutbox>;
 
 struct Delivery {
   std::string user_id;

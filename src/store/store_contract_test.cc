@@ -83,7 +83,8 @@ TYPED_TEST(StoreContract, UsersAreUniqueEvenWithinOneBatch) {
 TYPED_TEST(StoreContract, SessionsResolveUntilDeleted) {
   (void)this->One(op::CreateUser{"alice", "h"});
   EXPECT_TRUE(this->One(op::CreateSession{"alice", "dev1", "phone", TokenHash("t1")}).status.ok());
-  EXPECT_EQ(this->One(op::CreateSession{"ghost", "dev2", "", TokenHash("t2")}).status.code(), ErrorCode::kNotFound);
+  EXPECT_EQ(this->One(op::CreateSession{"ghost", "dev2", "", TokenHash("t2")}).status.code(),
+            ErrorCode::kNotFound);
   auto s = this->store_->LookupToken(TokenHash("t1"));
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->user_id, "alice");
@@ -100,8 +101,10 @@ TYPED_TEST(StoreContract, DirectConversationIsOnePerPair) {
   auto again = this->One(op::OpenDirectConversation{"bob", "alice"});
   ASSERT_TRUE(again.status.ok());
   EXPECT_EQ(std::get<Conversation>(again.value).id, id);
-  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "ghost"}).status.code(), ErrorCode::kNotFound);
-  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "alice"}).status.code(), ErrorCode::kBadRequest);
+  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "ghost"}).status.code(),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(this->One(op::OpenDirectConversation{"alice", "alice"}).status.code(),
+            ErrorCode::kBadRequest);
   auto c = this->store_->GetConversation(id);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->members, (std::vector<std::string>{"alice", "bob"}));
@@ -116,7 +119,8 @@ TYPED_TEST(StoreContract, AppendAssignsGapFreeSeqAndFeedPositions) {
   auto other = this->Conv("alice", "carol");
   std::vector<WriteOp> batch;
   for (int i = 0; i < 10; ++i)
-    batch.push_back(op::AppendMessage{i % 2 ? "bob" : "alice", id, "k" + std::to_string(i), "m" + std::to_string(i)});
+    batch.push_back(op::AppendMessage{i % 2 ? "bob" : "alice", id, "k" + std::to_string(i),
+                                      "m" + std::to_string(i)});
   batch.push_back(op::AppendMessage{"alice", other, "o1", "to carol"});
   auto rs = this->Commit(std::move(batch));
   for (int i = 0; i < 10; ++i) {
@@ -162,8 +166,10 @@ TYPED_TEST(StoreContract, DuplicateClientMsgIdReturnsTheOriginalAndWritesNothing
 TYPED_TEST(StoreContract, NonMembersCannotAppend) {
   auto id = this->Conv("alice", "bob");
   (void)this->One(op::CreateUser{"carol", "h"});
-  EXPECT_EQ(this->One(op::AppendMessage{"carol", id, "k", "b"}).status.code(), ErrorCode::kForbidden);
-  EXPECT_EQ(this->One(op::AppendMessage{"alice", "nosuch", "k", "b"}).status.code(), ErrorCode::kForbidden);
+  EXPECT_EQ(this->One(op::AppendMessage{"carol", id, "k", "b"}).status.code(),
+            ErrorCode::kForbidden);
+  EXPECT_EQ(this->One(op::AppendMessage{"alice", "nosuch", "k", "b"}).status.code(),
+            ErrorCode::kForbidden);
   EXPECT_EQ(this->store_->GetConversation(id)->last_seq, 0u);
 }
 
@@ -218,10 +224,13 @@ TYPED_TEST(StoreContract, ConfirmingTheFeedMakesOneDeliveredReceiptPerAdvance) {
   ASSERT_EQ(rs[0].fanout.size(), 1u);
   EXPECT_EQ(rs[0].fanout[0].user_id, "alice");
   // Again, or lower: nothing.
-  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 3}).value).receipts.empty());
-  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 1}).value).receipts.empty());
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 3}).value)
+                  .receipts.empty());
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 1}).value)
+                  .receipts.empty());
   // A position past the head is clamped: nothing beyond what exists.
-  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 99}).value).receipts.empty());
+  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 99}).value)
+                  .receipts.empty());
   auto feed = this->store_->ReadFeed("alice", 0, 100);
   ASSERT_EQ(feed->entries.size(), 4u);  // three messages and the receipt
   EXPECT_EQ(feed->entries[3].kind, FeedEntry::Kind::kReceipt);
@@ -255,10 +264,12 @@ TYPED_TEST(StoreContract, ReadMarksOnlyMoveForwardOverTheOthersMessages) {
   auto& rs = std::get<ReceiptsResult>(r.value).receipts;
   ASSERT_EQ(rs.size(), 1u);
   EXPECT_EQ(rs[0].receipt.status, ReceiptStatus::kRead);
-  EXPECT_EQ(rs[0].receipt.seq, 1u);  // the newest of alice's messages at or before 2
+  EXPECT_EQ(rs[0].receipt.seq, 1u);    // the newest of alice's messages at or before 2
   EXPECT_EQ(rs[0].fanout.size(), 2u);  // both feeds
-  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 1}).value).receipts.empty());
-  EXPECT_TRUE(std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 2}).value).receipts.empty());
+  EXPECT_TRUE(
+      std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 1}).value).receipts.empty());
+  EXPECT_TRUE(
+      std::get<ReceiptsResult>(this->One(op::MarkRead{"bob", id, 2}).value).receipts.empty());
   auto list = this->store_->ListConversations("bob");
   EXPECT_EQ((*list)[0].read_seq, 1u);
   EXPECT_EQ((*list)[0].delivered_seq, 1u);  // read implies delivered

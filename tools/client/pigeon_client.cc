@@ -123,7 +123,9 @@ HttpResult ReadResponse(int fd, std::string* leftover) {
   size_t used = 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!ParseResponse(buf, &r, &used)) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) throw std::runtime_error("HTTP response timed out");
     ssize_t n = ReadSome(fd, tmp, sizeof(tmp), static_cast<int>(left));
     if (n == 0 || n == -1) throw std::runtime_error("connection closed before the response");
@@ -156,8 +158,9 @@ std::string TestServer::log() const {
 }
 
 void TestServer::Start() {
-  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
-                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  static std::mt19937 rng(
+      static_cast<unsigned>(::getpid()) ^
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   for (int attempt = 0; attempt < 20; ++attempt) {
     if (port_ == 0 || attempt > 0) {
       // Below 32768: outside the kernel's range for outgoing connections.
@@ -165,8 +168,9 @@ void TestServer::Start() {
         port_ = static_cast<uint16_t>(20000 + rng() % 12000);
       } while (!PortFree(port_));
     }
-    std::vector<std::string> argv_s = {PIGEOND_PATH, "--listen", "127.0.0.1:" + std::to_string(port_),
-                                       "--data-dir", dir_ + "/data",
+    std::vector<std::string> argv_s = {PIGEOND_PATH, "--listen",
+                                       "127.0.0.1:" + std::to_string(port_), "--data-dir",
+                                       dir_ + "/data",
                                        // Cheap password hashing keeps tests fast; the
                                        // default cost is tested by the unit tests.
                                        "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"};
@@ -256,7 +260,8 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
   if (!body.empty() || method == "POST" || method == "PUT") {
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
   req += "Connection: close\r\n\r\n" + body;
   return RawHttp(port, req);
@@ -274,7 +279,8 @@ Account Login(uint16_t port, const std::string& user, const std::string& passwor
 }
 
 std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer) {
-  auto r = Http(port, "POST", "/api/v1/conversations", json::serialize(json::object{{"peer", peer}}), a.token);
+  auto r = Http(port, "POST", "/api/v1/conversations",
+                json::serialize(json::object{{"peer", peer}}), a.token);
   if (r.status != 200) throw std::runtime_error("conversation failed: " + r.body);
   return std::string(r.json.at("conversation_id").as_string());
 }
@@ -295,8 +301,9 @@ std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& to
   if (!since.empty()) target += sep + "since=" + since;
   std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   if (!token_in_query && !token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-  req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  req +=
+      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
   WriteAll(fd, req);
   std::string leftover;
   auto r = ReadResponse(fd, &leftover);
@@ -339,7 +346,8 @@ bool WsClient::Pump(int timeout_ms) {
       if (ev.kind == K::kText) {
         boost::system::error_code ec;
         auto v = json::parse(std::string(ev.payload), ec);
-        if (ec || !v.is_object()) throw std::runtime_error("server sent non-object text: " + std::string(ev.payload));
+        if (ec || !v.is_object())
+          throw std::runtime_error("server sent non-object text: " + std::string(ev.payload));
         messages_.push_back(std::move(v.as_object()));
       } else if (ev.kind == K::kClose) {
         close_code_ = ev.code;
@@ -370,7 +378,9 @@ bool WsClient::Pump(int timeout_ms) {
 std::optional<json::object> WsClient::Next(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (messages_.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0 || closed_) return std::nullopt;
     Pump(static_cast<int>(left));
   }
@@ -382,7 +392,9 @@ std::optional<json::object> WsClient::Next(int timeout_ms) {
 std::optional<json::object> WsClient::NextOfType(const std::string& type, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) return std::nullopt;
     auto m = Next(static_cast<int>(left));
     if (!m) return std::nullopt;
@@ -393,7 +405,9 @@ std::optional<json::object> WsClient::NextOfType(const std::string& type, int ti
 std::optional<uint16_t> WsClient::WaitClose(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!closed_) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) return std::nullopt;
     messages_.clear();
     Pump(static_cast<int>(left));

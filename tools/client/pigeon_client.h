@@ -1,11 +1,10 @@
-// A blocking pigeon client and a pigeond launcher, for tests and tools: speak HTTP and WebSocket over
-// real loopback sockets, with timeouts. Not for production clients.
+// A blocking pigeon client and a pigeond launcher, for tests and tools: speak HTTP and WebSocket
+// over real loopback sockets, with timeouts. Not for production clients.
 #pragma once
 
 #include <sys/types.h>
 
 #include <boost/json.hpp>
-
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -29,8 +28,8 @@ class TestServer {
 
   // Starts pigeond on port() with data_dir(); waits until /healthz answers.
   void Start();
-  void Kill();        // SIGKILL, reaped
-  int Terminate();    // SIGTERM; returns the exit status (or -1 on signal/timeout)
+  void Kill();      // SIGKILL, reaped
+  int Terminate();  // SIGTERM; returns the exit status (or -1 on signal/timeout)
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }

@@ -49,7 +49,8 @@ Outcome ApnsSender::Send(const Notification& n, HttpClient& http) {
     aps["sound"] = "default";
     aps["mutable-content"] = 1;
   }
-  json::object payload{{"aps", std::move(aps)}, {"cursor", EncodeCursor(n.cursor)}, {"count", n.count}};
+  json::object payload{
+      {"aps", std::move(aps)}, {"cursor", EncodeCursor(n.cursor)}, {"count", n.count}};
   const std::string body = json::serialize(payload);
 
   Outcome out;
@@ -70,13 +71,14 @@ Outcome ApnsSender::Send(const Notification& n, HttpClient& http) {
     boost::system::error_code ec;
     auto parsed = json::parse(reply.body, ec);
     if (!ec && parsed.is_object())
-      if (auto* r = parsed.as_object().if_contains("reason"); r && r->is_string()) reason = std::string(r->as_string());
+      if (auto* r = parsed.as_object().if_contains("reason"); r && r->is_string())
+        reason = std::string(r->as_string());
     if (reply.status == 410 || (reply.status == 400 && (reason == "BadDeviceToken" ||
                                                         reason == "DeviceTokenNotForTopic"))) {
       return Outcome{Outcome::Kind::kInvalidToken, 0, reason.empty() ? "410" : reason};
     }
-    if (reply.status == 403 && (reason == "ExpiredProviderToken" || reason == "InvalidProviderToken") &&
-        attempt == 0)
+    if (reply.status == 403 &&
+        (reason == "ExpiredProviderToken" || reason == "InvalidProviderToken") && attempt == 0)
       continue;  // a fresh JWT, once
     out = ClassifyCommon(reply);
     if (out.detail.empty()) out.detail = reason;

@@ -18,10 +18,10 @@ class ApnsSender final : public PushSender {
     std::string key_file;  // the .p8 key (PKCS#8 PEM)
     std::string key_id;
     std::string team_id;
-    std::string topic;                 // the app's bundle id
-    std::string push_type = "alert";   // or "background"
-    int64_t expiration_s = 86400;      // apns-expiration: now + this
-    int64_t token_refresh_s = 50 * 60; // a new JWT after this long (APNs: at most 1 h)
+    std::string topic;                  // the app's bundle id
+    std::string push_type = "alert";    // or "background"
+    int64_t expiration_s = 86400;       // apns-expiration: now + this
+    int64_t token_refresh_s = 50 * 60;  // a new JWT after this long (APNs: at most 1 h)
   };
   static Result<std::unique_ptr<ApnsSender>> Create(Options options);
 
@@ -31,7 +31,8 @@ class ApnsSender final : public PushSender {
   Result<std::string> ProviderToken(bool force_new = false);
 
  private:
-  ApnsSender(Options o, std::shared_ptr<SigningKey> key) : options_(std::move(o)), key_(std::move(key)) {}
+  ApnsSender(Options o, std::shared_ptr<SigningKey> key)
+      : options_(std::move(o)), key_(std::move(key)) {}
   Options options_;
   std::shared_ptr<SigningKey> key_;
   std::mutex mu_;

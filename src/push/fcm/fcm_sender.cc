@@ -1,8 +1,8 @@
 #include "push/fcm/fcm_sender.h"
 
-#include <boost/json.hpp>
 #include <curl/curl.h>
 
+#include <boost/json.hpp>
 #include <fstream>
 #include <sstream>
 
@@ -29,12 +29,15 @@ std::string Str(const json::object& o, std::string_view key) {
 
 Result<std::unique_ptr<FcmSender>> FcmSender::Create(Options options) {
   std::ifstream f(options.credentials_file);
-  if (!f) return Status(ErrorCode::kBadRequest, "cannot read fcm credentials " + options.credentials_file);
+  if (!f)
+    return Status(ErrorCode::kBadRequest,
+                  "cannot read fcm credentials " + options.credentials_file);
   std::stringstream ss;
   ss << f.rdbuf();
   boost::system::error_code ec;
   auto v = json::parse(ss.str(), ec);
-  if (ec || !v.is_object()) return Status(ErrorCode::kBadRequest, "fcm credentials are not a JSON object");
+  if (ec || !v.is_object())
+    return Status(ErrorCode::kBadRequest, "fcm credentials are not a JSON object");
   auto& o = v.as_object();
   std::string email = Str(o, "client_email"), pem = Str(o, "private_key");
   if (options.token_url.empty()) options.token_url = Str(o, "token_uri");
@@ -75,27 +78,34 @@ Result<std::string> FcmSender::AccessToken(HttpClient& http, bool force_new, Out
   }
   access_token_ = Str(v.as_object(), "access_token");
   int64_t expires_in = 3600;
-  if (auto* e = v.as_object().if_contains("expires_in"); e && e->is_number()) expires_in = e->to_number<int64_t>();
+  if (auto* e = v.as_object().if_contains("expires_in"); e && e->is_number())
+    expires_in = e->to_number<int64_t>();
   expires_at_ms_ = now_ms + expires_in * 1000;
   return access_token_;
 }
 
 Outcome FcmSender::Send(const Notification& n, HttpClient& http) {
-  json::object data{{"type", "pigeon.wake"}, {"cursor", EncodeCursor(n.cursor)}, {"count", std::to_string(n.count)}};
+  json::object data{{"type", "pigeon.wake"},
+                    {"cursor", EncodeCursor(n.cursor)},
+                    {"count", std::to_string(n.count)}};
   json::object message{{"token", n.registration.token},
                        {"data", std::move(data)},
                        {"android", json::object{{"priority", "HIGH"}, {"collapse_key", "pigeon"}}}};
   if (!n.preview_title.empty())
     message["notification"] = json::object{{"title", n.preview_title}, {"body", n.preview_body}};
   const std::string body = json::serialize(json::object{{"message", std::move(message)}});
-  const std::string url = options_.base_url + "/v1/projects/" + options_.project_id + "/messages:send";
+  const std::string url =
+      options_.base_url + "/v1/projects/" + options_.project_id + "/messages:send";
   for (int attempt = 0; attempt < 2; ++attempt) {
     Outcome failure;
     auto token = AccessToken(http, attempt > 0, &failure);
     if (!token.ok()) return failure;
-    auto reply = http.Post(url, {"authorization: Bearer " + *token, "content-type: application/json"}, body);
-    if (reply.status == 401 && attempt == 0) continue;  // the access token was refused: a new one, once
-    if (reply.status == 404 || (reply.status == 400 && reply.body.find("UNREGISTERED") != std::string::npos))
+    auto reply =
+        http.Post(url, {"authorization: Bearer " + *token, "content-type: application/json"}, body);
+    if (reply.status == 401 && attempt == 0)
+      continue;  // the access token was refused: a new one, once
+    if (reply.status == 404 ||
+        (reply.status == 400 && reply.body.find("UNREGISTERED") != std::string::npos))
       return Outcome{Outcome::Kind::kInvalidToken, 0, "UNREGISTERED"};
     return ClassifyCommon(reply);
   }

@@ -27,7 +27,10 @@ class FcmSender final : public PushSender {
 
  private:
   FcmSender(Options o, std::shared_ptr<SigningKey> key, std::string email, std::string key_id)
-      : options_(std::move(o)), key_(std::move(key)), client_email_(std::move(email)), key_id_(std::move(key_id)) {}
+      : options_(std::move(o)),
+        key_(std::move(key)),
+        client_email_(std::move(email)),
+        key_id_(std::move(key_id)) {}
   // A valid access token, exchanging a new JWT when needed.
   Result<std::string> AccessToken(HttpClient& http, bool force_new, Outcome* failure);
 

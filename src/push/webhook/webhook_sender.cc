@@ -16,7 +16,8 @@ bool WebhookSender::EndpointAllowed(std::string_view url) const {
 Outcome WebhookSender::Send(const Notification& n, HttpClient& http) {
   if (!EndpointAllowed(n.registration.endpoint))
     return Outcome{Outcome::Kind::kInvalidToken, 0, "endpoint not allowed"};
-  boost::json::object doc{{"type", "pigeon.wake"}, {"cursor", EncodeCursor(n.cursor)}, {"count", n.count}};
+  boost::json::object doc{
+      {"type", "pigeon.wake"}, {"cursor", EncodeCursor(n.cursor)}, {"count", n.count}};
   if (!n.registration.token.empty()) doc["token"] = n.registration.token;
   if (!n.preview_title.empty()) {
     doc["title"] = n.preview_title;
@@ -24,13 +25,14 @@ Outcome WebhookSender::Send(const Notification& n, HttpClient& http) {
   }
   const std::string body = boost::json::serialize(doc);
   const std::string ts = std::to_string(NowMs() / 1000);
-  auto reply = http.Post(n.registration.endpoint,
-                         {"content-type: application/json", "ttl: 86400", "urgency: high",
-                          "x-pigeon-timestamp: " + ts,
-                          "x-pigeon-signature: sha256=" + HmacSha256Hex(options_.secret, ts + "." + body)},
-                         body);
+  auto reply = http.Post(
+      n.registration.endpoint,
+      {"content-type: application/json", "ttl: 86400", "urgency: high", "x-pigeon-timestamp: " + ts,
+       "x-pigeon-signature: sha256=" + HmacSha256Hex(options_.secret, ts + "." + body)},
+      body);
   // UnifiedPush: 404/410 mean the endpoint is gone.
-  if (reply.status == 404 || reply.status == 410) return Outcome{Outcome::Kind::kInvalidToken, 0, "gone"};
+  if (reply.status == 404 || reply.status == 410)
+    return Outcome{Outcome::Kind::kInvalidToken, 0, "gone"};
   return ClassifyCommon(reply);
 }
 

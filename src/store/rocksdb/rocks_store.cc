@@ -242,7 +242,8 @@ OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, const WriteOp& wop, int64
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms) {
   std::string v;
-  if (GetKey(UserKey(o.user_id), &v)) return {Status(ErrorCode::kConflict, "username is taken"), {}};
+  if (GetKey(UserKey(o.user_id), &v))
+    return {Status(ErrorCode::kConflict, "username is taken"), {}};
   UserRecord u{o.user_id, o.password_hash, now_ms, 0, false};
   PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
   return {};
@@ -255,7 +256,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession
   session.push_back('\0');
   session.append(o.device_id);
   PutKey(batch, TokenKey(o.token_hash), std::move(session));
-  PutKey(batch, Key2('D', o.user_id, o.device_id), EncodeDevice({0, o.device_name, o.token_hash, {}}));
+  PutKey(batch, Key2('D', o.user_id, o.device_id),
+         EncodeDevice({0, o.device_name, o.token_hash, {}}));
   return {};
 }
 
@@ -306,8 +308,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
   if (!c || !c->HasMember(o.sender))
     return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
   AppendResult a;
-  a.message = StoredMessage{o.conversation_id, ++c->last_seq, o.sender, o.body, now_ms,
-                            o.client_msg_id};
+  a.message =
+      StoredMessage{o.conversation_id, ++c->last_seq, o.sender, o.body, now_ms, o.client_msg_id};
   dirty_conversations_.insert(o.conversation_id);
   PutKey(batch, KeyNum('M', o.conversation_id, a.message.seq), records::EncodeMessage(a.message));
   std::string ref;
@@ -323,7 +325,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
     if (m == o.sender || !UserHasPush(m)) continue;
     OutboxEntry box;
     std::string bv;
-    if (!GetKey(OutboxKey(m), &bv) || !DecodeOutbox(bv, &box)) box = OutboxEntry{m, now_ms, 0, 0, 0, 0};
+    if (!GetKey(OutboxKey(m), &bv) || !DecodeOutbox(bv, &box))
+      box = OutboxEntry{m, now_ms, 0, 0, 0, 0};
     box.latest_pos = pos;
     ++box.count;
     PutKey(batch, OutboxKey(m), EncodeOutbox(box));
@@ -352,8 +355,7 @@ ReceiptResult RocksStore::AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
   return out;
 }
 
-OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o,
-                             int64_t now_ms) {
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o, int64_t now_ms) {
   std::string v;
   // Only committed entries can have reached a device: clamp to the durable head.
   const FeedPos pos = std::min(o.pos, ReadHead(o.user_id));
@@ -481,7 +483,8 @@ bool RocksStore::UserHasPush(const std::string& user) {
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t) {
   std::string key = Key2('D', o.user_id, o.device_id), v;
   DeviceRecord d;
-  if (!GetKey(key, &v) || !DecodeDevice(v, &d)) return {Status(ErrorCode::kNotFound, "no such device"), {}};
+  if (!GetKey(key, &v) || !DecodeDevice(v, &d))
+    return {Status(ErrorCode::kNotFound, "no such device"), {}};
   d.push = o.push;
   PutKey(batch, std::move(key), EncodeDevice(d));
   push_users_.erase(o.user_id);
@@ -489,7 +492,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, i
   return {};
 }
 
-OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms) {
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o,
+                             int64_t now_ms) {
   std::string v;
   OutboxEntry box;
   if (!GetKey(OutboxKey(o.user_id), &v) || !DecodeOutbox(v, &box)) return {};
