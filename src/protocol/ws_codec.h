@@ -35,6 +35,8 @@ inline constexpr uint16_t kCloseTryAgainLater = 1013;
 inline constexpr uint16_t kCloseLoggedOut = 4001;  // spec: logout closes the token's sockets
 
 struct Event {
+  // kContinuation_ is internal to FrameReader (a fragment was consumed); it
+  // is never passed to a caller's callback.
   enum class Kind : uint8_t { kText, kBinary, kPing, kPong, kClose, kError, kContinuation_ };
   Kind kind;
   // The message or control payload; valid until the next Consume call.
