@@ -514,6 +514,34 @@ TEST_F(Pigeon, SlowConsumerIsDisconnectedNotBuffered) {
   EXPECT_EQ(r.json.at("messages").as_array().size(), 400u);
 }
 
+TEST_F(Pigeon, ASocketThatOverflowsWhileItsInputIsParsedIsClosedSafely) {
+  server_.Terminate();
+  TestServer small({"--max-output-bytes", "4096"});
+  small.Start();
+  auto alice = Login(small.port(), "alice");
+  Login(small.port(), "bob");
+  auto conv = OpenConversation(small.port(), alice, "bob");
+  auto ws = WsClient::Connect(small.port(), alice.token);
+  // 200 pipelined sends, never reading their acks. The first byte goes alone,
+  // so that the server parses the rest from its per-socket buffer, and its
+  // output limit is crossed in the middle of that parse.
+  std::string frames;
+  uint8_t mask[4] = {7, 7, 7, 7};
+  for (int i = 0; i < 200; ++i)
+    ws::AppendFrame(frames, ws::kText, json::serialize(SendFrameJson(conv, std::to_string(i), "x")), mask);
+  ws->SendBytes(frames.substr(0, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  try {
+    ws->SendBytes(frames.substr(1));
+  } catch (const std::exception&) {
+    // The server may already have closed it.
+  }
+  EXPECT_TRUE(ws->WaitClose(5000).has_value());
+  EXPECT_EQ(Http(small.port(), "GET", "/healthz").status, 200);
+  EXPECT_NE(Http(small.port(), "GET", "/metrics").body.find("pigeon_slow_consumer_closes_total 1"),
+            std::string::npos);
+}
+
 TEST_F(Pigeon, SigtermClosesSocketsWith1001AndExitsZero) {
   auto alice = Login(port(), "alice");
   auto ws = WsClient::Connect(port(), alice.token);

@@ -36,6 +36,13 @@ TEST(Ids, DirectConversationIdIsSymmetric) {
   EXPECT_EQ(DirectConversationId("alice", "bob").size(), 24u);
 }
 
+TEST(Ids, DeviceIdsAreShortRandomAndUrlSafe) {
+  auto a = NewDeviceId(), b = NewDeviceId();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.size(), 14u);
+  EXPECT_EQ(a.find_first_of("+/=\0"), std::string::npos);
+}
+
 TEST(Ids, TokensAreRandomAndUrlSafe) {
   auto a = NewToken(), b = NewToken();
   EXPECT_NE(a, b);

@@ -51,9 +51,15 @@ std::string NewToken() {
 }
 
 std::string NewDeviceId() {
-  unsigned char raw[16];
+  // 80 random bits as 14 base64url characters: unique among a user's devices
+  // (where ids are scoped) and short enough for std::string's inline buffer,
+  // so a socket's session holds no heap string for it.
+  unsigned char raw[10];
   randombytes_buf(raw, sizeof(raw));
-  return Hex(raw, sizeof(raw));
+  const int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+  char out[sodium_base64_ENCODED_LEN(sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(out, sizeof(out), raw, sizeof(raw), variant);
+  return std::string(out);
 }
 
 std::string TokenHash(std::string_view token) {

@@ -20,7 +20,7 @@ std::string ServerMsgId(std::string_view conversation_id, uint64_t seq);
 
 // A fresh bearer token: 32 random bytes, base64url without padding.
 std::string NewToken();
-// A fresh device id: 16 random bytes, hex.
+// A fresh device id: 10 random bytes, base64url (14 characters).
 std::string NewDeviceId();
 // What the store keeps of a token: its SHA-256, raw 32 bytes.
 std::string TokenHash(std::string_view token);

@@ -80,23 +80,32 @@ void Connection::OnReadable(const error_code& ec) {
 }
 
 void Connection::OnBytes(char* data, size_t len) {
-  if (!in_.empty()) {
-    in_.append(data, len);
+  if (in_) {
+    in_->append(data, len);
     ProcessBuffered();
     return;
   }
   size_t used = Process(data, len);
-  if (used < len && phase_ != Phase::kClosed) in_.assign(data + used, len - used);
+  if (used < len && phase_ != Phase::kClosed) {
+    in_ = thread_.TakeBuffer();
+    in_->assign(data + used, len - used);
+  }
 }
 
 void Connection::ProcessBuffered() {
-  if (in_.empty()) return;
-  size_t used = Process(in_.data(), in_.size());
-  if (phase_ == Phase::kClosed) return;
-  if (used == in_.size()) {
-    std::string().swap(in_);  // idle sockets keep no buffer
+  if (!in_) return;
+  // The buffer must outlive the parse: closing meanwhile only marks it.
+  processing_ = true;
+  size_t used = Process(in_->data(), in_->size());
+  processing_ = false;
+  if (phase_ != Phase::kHttp && phase_ != Phase::kHttpBusy && phase_ != Phase::kWebSocket) {
+    thread_.GiveBack(std::move(in_));
+    return;
+  }
+  if (used == in_->size()) {
+    thread_.GiveBack(std::move(in_));  // idle sockets keep no buffer
   } else {
-    in_.erase(0, used);
+    in_->erase(0, used);
   }
 }
 
@@ -105,7 +114,9 @@ size_t Connection::Process(char* data, size_t len) {
     case Phase::kHttp:
       return ProcessHttp(data, len);
     case Phase::kWebSocket:
-      return reader_.Consume(data, len, [this](const ws::Event& ev) { OnWsEvent(ev); });
+      return reader_.Consume(data, len, [this](const ws::Event& ev) {
+        if (phase_ == Phase::kWebSocket) OnWsEvent(ev);  // nothing after a close
+      });
     default:
       return phase_ == Phase::kClosing ? len : 0;  // kHttpBusy keeps bytes for later
   }
@@ -172,7 +183,7 @@ void Connection::OnHttpResponse(const HttpResponse& resp, bool keep_alive) {
   if (!keep_alive) {
     phase_ = Phase::kClosing;
     close_after_flush_ = true;
-    std::string().swap(in_);
+    if (in_ && !processing_) thread_.GiveBack(std::move(in_));
     return;
   }
   phase_ = Phase::kHttp;
@@ -500,7 +511,7 @@ void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame
   if (has_more || catchup_->reread) {
     catchup_->reread = false;
     // Flow control: the next page is read once this one is on its way.
-    if (out_off_ < out_.size()) {
+    if (out_) {
       catchup_->after_flush = true;
       return;
     }
@@ -514,14 +525,17 @@ void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame
 // ---- output -----------------------------------------------------------------------------
 
 void Connection::SendText(std::string_view json) {
-  ws::AppendFrameHeader(out_, ws::kText, json.size());
+  if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
+  if (!out_) out_ = thread_.TakeBuffer();
+  ws::AppendFrameHeader(*out_, ws::kText, json.size());
   SendRaw(json);
 }
 
 void Connection::SendRaw(std::string_view bytes, bool limited) {
   if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
-  out_.append(bytes);
-  if (limited && !catchup_ && out_.size() - out_off_ > ctx_.limits.max_output_bytes) {
+  if (!out_) out_ = thread_.TakeBuffer();
+  out_->append(bytes);
+  if (limited && !catchup_ && out_->size() - out_off_ > ctx_.limits.max_output_bytes) {
     // A slow consumer: its queue is full. Close it; the device catches up from
     // the feed when it reconnects.
     ctx_.metrics.slow_consumer_closes.Increment();
@@ -544,9 +558,10 @@ void Connection::ScheduleFlush() {
 
 void Connection::Flush() {
   if (phase_ == Phase::kClosed) return;
-  while (out_off_ < out_.size()) {
+  while (out_ && out_off_ < out_->size()) {
     error_code ec;
-    size_t n = socket_.write_some(asio::buffer(out_.data() + out_off_, out_.size() - out_off_), ec);
+    size_t n =
+        socket_.write_some(asio::buffer(out_->data() + out_off_, out_->size() - out_off_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       write_waiting_ = true;
       socket_.async_wait(asio::socket_base::wait_write,
@@ -560,7 +575,7 @@ void Connection::Flush() {
     if (ec) return Abort();
     out_off_ += n;
   }
-  std::string().swap(out_);
+  if (out_) thread_.GiveBack(std::move(out_));
   out_off_ = 0;
   if (close_after_flush_) return LingerClose();
   if (catchup_ && catchup_->after_flush) {
@@ -592,7 +607,7 @@ void Connection::CloseWs(uint16_t code, std::string_view reason) {
   phase_ = Phase::kClosing;
   close_after_flush_ = true;
   catchup_.reset();
-  std::string().swap(in_);
+  if (in_ && !processing_) thread_.GiveBack(std::move(in_));
 }
 
 void Connection::Shutdown() {
@@ -619,8 +634,8 @@ void Connection::Abort() {
   if (next_) next_->prev_ = prev_;
   if (thread_.head == this) thread_.head = next_;
   prev_ = next_ = nullptr;
-  std::string().swap(in_);
-  std::string().swap(out_);
+  if (in_ && !processing_) thread_.GiveBack(std::move(in_));
+  if (out_) thread_.GiveBack(std::move(out_));
   out_off_ = 0;
   catchup_.reset();
   http_.reset();

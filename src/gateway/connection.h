@@ -130,8 +130,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   GatewayContext& ctx_;
   ThreadState& thread_;
   DeviceSession session_;
-  std::string in_;
-  std::string out_;
+  // Buffers exist only while needed, drawn from and returned to the thread's
+  // spares: an idle socket holds two null pointers.
+  std::unique_ptr<std::string> in_;   // an incomplete frame or request
+  std::unique_ptr<std::string> out_;  // output not yet written
   size_t out_off_ = 0;
   std::unique_ptr<HttpRequestParser> http_;
   std::unique_ptr<CatchUp> catchup_;
@@ -148,6 +150,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
   bool registered_ = false;
+  bool processing_ = false;    // parsing from in_: it must not be released yet
   bool alive_ = true;          // heard from since the last heartbeat tick
   bool viewer_hides_ = false;  // this user hides its last_seen (so sees nobody's)
 };
@@ -155,8 +158,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
 // Per network thread: the shared read buffer and the list of connections.
 struct ThreadState {
   static constexpr size_t kReadBufferBytes = 64 << 10;
+  static constexpr size_t kSpareBuffers = 256;           // kept for reuse, at most
+  static constexpr size_t kSpareCapacity = 16 << 10;     // larger buffers are freed
   std::unique_ptr<char[]> read_buffer{new char[kReadBufferBytes]};
   Connection* head = nullptr;
+  std::vector<std::unique_ptr<std::string>> spare;
+
+  // An empty buffer, reused when possible (no allocation on the hot path).
+  std::unique_ptr<std::string> TakeBuffer() {
+    if (spare.empty()) return std::make_unique<std::string>();
+    auto b = std::move(spare.back());
+    spare.pop_back();
+    return b;
+  }
+  void GiveBack(std::unique_ptr<std::string> b) {
+    if (spare.size() >= kSpareBuffers || b->capacity() > kSpareCapacity) return;  // freed
+    b->clear();
+    spare.push_back(std::move(b));
+  }
 };
 
 }  // namespace pigeon
