@@ -14,6 +14,9 @@ for rate in 5000 10000 15000; do
     "$BUILD/pigeon-bench" --json "$OUT/steady-$rate-$run.json" steady --rate "$rate" --duration 5
   done
 done
+for run in 1 2 3; do
+  "$BUILD/pigeon-bench" --json "$OUT/catchup-10000-$run.json" catchup --messages 10000
+done
 "$BUILD/pigeon-bench" --json "$OUT/idle-5000.json" idle --sockets 5000
-"$BUILD/pigeon-bench" --json "$OUT/idle-10000.json" idle --sockets 10000 --source-addrs 4
+"$BUILD/pigeon-bench" --json "$OUT/idle-19000.json" idle --sockets 19000 --source-addrs 4
 echo "results in $OUT/"

@@ -5,6 +5,7 @@
 //   pigeon-bench steady --rate 5000 --users 1000 --duration 10
 //                                             open-loop 1:1 traffic; ack and end-to-end
 //                                             latency; audit of every message; server CPU
+//   pigeon-bench catchup --messages 10000     an offline device pulls its feed
 //
 // By default it starts its own pigeond (fresh data directory, fsync on) and
 // measures that process; --port/--pid measure a running one instead.
@@ -385,6 +386,51 @@ int Steady(uint16_t port, pid_t pid, int nusers, double rate, double duration, i
   return ok ? 0 : 3;
 }
 
+// A device offline while `k` messages arrive, then pulling them all with the
+// feed API (pages of 1,000): the time to catch up, and an audit of the pull.
+int Catchup(uint16_t port, int k, json::object& report) {
+  auto users = MakeUsers(port, 2, "catchup-");
+  auto conv = OpenConversation(port, users[0], users[1].user_id);
+  auto ws = WsClient::Connect(port, users[0].token);
+  if (!ws) throw std::runtime_error("connect failed");
+  std::cerr << "sending " << k << " messages to an offline device...\n";
+  const std::string body(100, 'x');
+  for (int sent = 0; sent < k;) {
+    int n = std::min(1000, k - sent);
+    for (int i = 0; i < n; ++i)
+      ws->SendJson(json::object{{"type", "send"}, {"conversation_id", conv},
+                                {"client_msg_id", std::to_string(sent + i)}, {"body", body}});
+    for (int i = 0; i < n; ++i)
+      if (!ws->NextOfType("ack", 30000)) throw std::runtime_error("ack missing");
+    sent += n;
+  }
+  const int64_t t0 = NowNs();
+  std::string since;
+  int pulled = 0, pages = 0;
+  int64_t expect = 1;
+  bool in_order = true;
+  for (;;) {
+    auto r = Http(port, "GET", "/api/v1/messages?limit=1000" + (since.empty() ? "" : "&since=" + since), "",
+                  users[1].token);
+    if (r.status != 200) throw std::runtime_error("feed read failed: " + r.body);
+    ++pages;
+    for (auto& m : r.json.at("messages").as_array()) {
+      if (m.at("seq").to_number<int64_t>() != expect++) in_order = false;
+      ++pulled;
+    }
+    since = std::string(r.json.at("next_cursor").as_string());
+    if (!r.json.at("has_more").as_bool()) break;
+  }
+  const double secs = static_cast<double>(NowNs() - t0) / 1e9;
+  const bool ok = pulled == k && in_order;
+  std::printf("pending messages  %d\n", k);
+  std::printf("pulled            %d in %d pages, %.3f s (%.0f messages/s)\n", pulled, pages, secs, pulled / secs);
+  std::printf("audit             %s\n", ok ? "PASS: all, in seq order" : "FAIL");
+  report = {{"scenario", "catchup"}, {"pending", k}, {"pulled", pulled}, {"pages", pages}, {"seconds", secs},
+            {"audit_pass", ok}};
+  return ok ? 0 : 3;
+}
+
 }  // namespace pigeon::bench
 
 int main(int argc, char** argv) {
@@ -411,6 +457,9 @@ int main(int argc, char** argv) {
   steady->add_option("--rate", rate, "messages per second, in total")->capture_default_str();
   steady->add_option("--duration", duration, "seconds of sending")->capture_default_str();
   steady->add_option("--body-bytes", body, "message body size")->capture_default_str();
+  int pending = 10000;
+  auto* catchup = app.add_subcommand("catchup", "an offline device pulls its pending messages with the feed API");
+  catchup->add_option("--messages", pending, "messages waiting")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<TestServer> server;
@@ -428,8 +477,13 @@ int main(int argc, char** argv) {
   json::object report;
   int rc;
   try {
-    rc = idle->parsed() ? Idle(port, pid, sockets, source_addrs, report)
-                        : Steady(port, pid, users, rate, duration, body, report);
+    if (idle->parsed()) {
+      rc = Idle(port, pid, sockets, source_addrs, report);
+    } else if (catchup->parsed()) {
+      rc = Catchup(port, pending, report);
+    } else {
+      rc = Steady(port, pid, users, rate, duration, body, report);
+    }
   } catch (const std::exception& e) {
     std::cerr << "pigeon-bench: " << e.what() << "\n";
     rc = 1;
