@@ -28,11 +28,11 @@ bool CommitPipeline::Submit(WriteOp op, Done done) {
 void CommitPipeline::Stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !thread_.joinable()) return;
+    if (stopping_) return;  // the first caller joins; later calls are no-ops
     stopping_ = true;
   }
   cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  thread_.join();
 }
 
 void CommitPipeline::Run() {

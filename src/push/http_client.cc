@@ -61,11 +61,8 @@ HttpReply HttpClient::Post(const std::string& url, const std::vector<std::string
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, options_.timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, options_.timeout_ms);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(
-      c, CURLOPT_HTTP_VERSION,
-      options_.require_http2 ? CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE : CURL_HTTP_VERSION_2TLS);
-  if (options_.require_http2 && url.rfind("https://", 0) == 0)
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  // HTTP/2 over TLS via ALPN (APNs requires it), HTTP/1.1 where a server offers only that.
+  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
   if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply.body);

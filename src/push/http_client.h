@@ -23,7 +23,6 @@ class HttpClient {
   struct Options {
     long timeout_ms = 5000;
     std::string ca_file;  // extra trusted CA bundle (tests, private CAs); empty: system store
-    bool require_http2 = false;
   };
   explicit HttpClient(Options options);
   ~HttpClient();

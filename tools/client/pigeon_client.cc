@@ -21,13 +21,6 @@
 #include <thread>
 
 namespace pigeon::client {
-namespace {
-
-int ConnectTcp(uint16_t port) { return ConnectLoopback(port, 0); }
-
-void WriteAll(int fd, const std::string& s);
-
-}  // namespace
 
 int ConnectLoopback(uint16_t port, int source_index) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -194,7 +187,7 @@ void TestServer::Start() {
         pid_ = -1;
         break;
       }
-      int fd = ConnectTcp(port_);
+      int fd = ConnectLoopback(port_);
       if (fd >= 0) {
         ::close(fd);
         try {
@@ -238,7 +231,7 @@ int TestServer::Terminate() {
 // ---- HTTP ---------------------------------------------------------------------------
 
 HttpResult RawHttp(uint16_t port, const std::string& raw) {
-  int fd = ConnectTcp(port);
+  int fd = ConnectLoopback(port);
   if (fd < 0) throw std::runtime_error("connect failed");
   try {
     try {
@@ -290,7 +283,7 @@ std::string OpenConversation(uint16_t port, const Account& a, const std::string&
 std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& token,
                                             const std::string& since, int* status,
                                             bool token_in_query) {
-  int fd = ConnectTcp(port);
+  int fd = ConnectLoopback(port);
   if (fd < 0) throw std::runtime_error("connect failed");
   std::string target = "/api/v1/ws";
   std::string sep = "?";
