@@ -105,16 +105,16 @@ class FakeProviders {
   json::object ports_;
 };
 
-class Push : public ::testing::Test {
- protected:
-  Push() : server_(fakes_.Args()) {}
-  void SetUp() override {
-    server_.Start();
-    alice_ = Login(port(), "alice");
-    bob_ = Login(port(), "bob");
-    conv_ = OpenConversation(port(), alice_, "bob");
+// A pigeond wired to the fakes, with alice, bob and their conversation.
+struct Scene {
+  void Start(std::vector<std::string> args) {
+    server = std::make_unique<TestServer>(std::move(args));
+    server->Start();
+    alice = Login(port(), "alice");
+    bob = Login(port(), "bob");
+    conv = OpenConversation(port(), alice, "bob");
   }
-  uint16_t port() const { return server_.port(); }
+  uint16_t port() const { return server->port(); }
   int Register(const Account& a, const std::string& provider, const std::string& token,
                const std::string& endpoint = "") {
     json::object body{{"provider", provider}, {"token", token}};
@@ -122,26 +122,32 @@ class Push : public ::testing::Test {
     return Http(port(), "PUT", "/api/v1/devices/current/push", json::serialize(body), a.token)
         .status;
   }
+  // n messages from alice to bob.
   void Send(int n, const std::string& body = "the secret plans") {
-    auto ws = WsClient::Connect(port(), alice_.token);
+    auto ws = WsClient::Connect(port(), alice.token);
     for (int i = 0; i < n; ++i)
       ws->SendJson(json::object{{"type", "send"},
-                                {"conversation_id", conv_},
-                                {"client_msg_id", "m" + std::to_string(counter_++)},
+                                {"conversation_id", conv},
+                                {"client_msg_id", "m" + std::to_string(counter++)},
                                 {"body", body}});
     for (int i = 0; i < n; ++i) ASSERT_TRUE(ws->NextOfType("ack"));
   }
   std::string Metrics() { return Http(port(), "GET", "/metrics").body; }
 
+  std::unique_ptr<TestServer> server;
+  Account alice, bob;
+  std::string conv;
+  int counter = 0;
+};
+
+class Push : public ::testing::Test, protected Scene {
+ protected:
+  void SetUp() override { Start(fakes_.Args()); }
   FakeProviders fakes_;
-  TestServer server_;
-  Account alice_, bob_;
-  std::string conv_;
-  int counter_ = 0;
 };
 
 TEST_F(Push, AnOfflineDeviceGetsExactlyOnePushForABurst) {
-  ASSERT_EQ(Register(bob_, "apns", "tok-bob"), 204);
+  ASSERT_EQ(Register(bob, "apns", "tok-bob"), 204);
   Send(5);
   auto got = fakes_.WaitFor("apns", "tok-bob", 1);
   ASSERT_EQ(got.size(), 1u);
@@ -160,9 +166,9 @@ TEST_F(Push, AnOfflineDeviceGetsExactlyOnePushForABurst) {
 }
 
 TEST_F(Push, AnOnlineDeviceAndTheSendersOwnDevicesGetNone) {
-  ASSERT_EQ(Register(bob_, "apns", "tok-online"), 204);
-  ASSERT_EQ(Register(alice_, "apns", "tok-sender"), 204);
-  auto wb = WsClient::Connect(port(), bob_.token);
+  ASSERT_EQ(Register(bob, "apns", "tok-online"), 204);
+  ASSERT_EQ(Register(alice, "apns", "tok-sender"), 204);
+  auto wb = WsClient::Connect(port(), bob.token);
   Send(2);
   ASSERT_TRUE(wb->NextOfType("message"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -171,7 +177,7 @@ TEST_F(Push, AnOnlineDeviceAndTheSendersOwnDevicesGetNone) {
 }
 
 TEST_F(Push, FcmExchangesAServiceAccountJwtForAnAccessToken) {
-  ASSERT_EQ(Register(bob_, "fcm", "fcm-bob"), 204);
+  ASSERT_EQ(Register(bob, "fcm", "fcm-bob"), 204);
   Send(1);
   auto got = fakes_.WaitFor("fcm", "fcm-bob", 1);
   ASSERT_EQ(got.size(), 1u);
@@ -188,7 +194,7 @@ TEST_F(Push, FcmExchangesAServiceAccountJwtForAnAccessToken) {
 }
 
 TEST_F(Push, DeadTokensArePruned) {
-  ASSERT_EQ(Register(bob_, "apns", "gone-apns"), 204);
+  ASSERT_EQ(Register(bob, "apns", "gone-apns"), 204);
   auto bob2 = Login(port(), "bob");
   ASSERT_EQ(Register(bob2, "fcm", "gone-fcm"), 204);
   Send(1);
@@ -207,7 +213,7 @@ TEST_F(Push, DeadTokensArePruned) {
 }
 
 TEST_F(Push, BusyAndFailingProvidersAreRetried) {
-  ASSERT_EQ(Register(bob_, "apns", "busy-apns"), 204);  // 429 + Retry-After: 1, then fine
+  ASSERT_EQ(Register(bob, "apns", "busy-apns"), 204);  // 429 + Retry-After: 1, then fine
   auto bob2 = Login(port(), "bob");
   ASSERT_EQ(Register(bob2, "fcm", "flaky-fcm"), 204);  // 503, then fine
   Send(1);
@@ -225,7 +231,7 @@ TEST_F(Push, BusyAndFailingProvidersAreRetried) {
 }
 
 TEST_F(Push, WebhooksCarryAValidSignature) {
-  ASSERT_EQ(Register(bob_, "webhook", "", fakes_.Url("webhook") + "/hook/bob"), 204);
+  ASSERT_EQ(Register(bob, "webhook", "", fakes_.Url("webhook") + "/hook/bob"), 204);
   Send(1);
   auto got = fakes_.WaitFor("webhook", "bob", 1);
   ASSERT_EQ(got.size(), 1u);  // the fake only logs what it verified
@@ -235,22 +241,22 @@ TEST_F(Push, WebhooksCarryAValidSignature) {
 }
 
 TEST_F(Push, RegistrationIsValidatedAndCanBeRemoved) {
-  EXPECT_EQ(Register(bob_, "carrier-pigeon", "t"), 400);
-  EXPECT_EQ(Register(bob_, "apns", ""), 400);
-  EXPECT_EQ(Register(bob_, "apns", "a/b"), 400);
-  EXPECT_EQ(Register(bob_, "webhook", "", "ftp://example"), 400);
+  EXPECT_EQ(Register(bob, "carrier-pigeon", "t"), 400);
+  EXPECT_EQ(Register(bob, "apns", ""), 400);
+  EXPECT_EQ(Register(bob, "apns", "a/b"), 400);
+  EXPECT_EQ(Register(bob, "webhook", "", "ftp://example"), 400);
   EXPECT_EQ(
       Http(port(), "PUT", "/api/v1/devices/current/push", R"({"provider":"apns","token":"t"})")
           .status,
       401);
-  ASSERT_EQ(Register(bob_, "apns", "tok-removed"), 204);
-  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/current/push", "", bob_.token).status, 204);
+  ASSERT_EQ(Register(bob, "apns", "tok-removed"), 204);
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/current/push", "", bob.token).status, 204);
   Send(1);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   EXPECT_TRUE(fakes_.For("apns", "tok-removed").empty());
   // A new registration replaces the old one.
-  ASSERT_EQ(Register(bob_, "apns", "tok-old"), 204);
-  ASSERT_EQ(Register(bob_, "fcm", "tok-new"), 204);
+  ASSERT_EQ(Register(bob, "apns", "tok-old"), 204);
+  ASSERT_EQ(Register(bob, "fcm", "tok-new"), 204);
   Send(1);
   EXPECT_EQ(fakes_.WaitFor("fcm", "tok-new", 1).size(), 1u);
   EXPECT_TRUE(fakes_.For("apns", "tok-old").empty());
@@ -258,23 +264,13 @@ TEST_F(Push, RegistrationIsValidatedAndCanBeRemoved) {
 
 TEST(PushCrash, APushCommittedBeforeSigkillIsSentAfterRestart) {
   FakeProviders fakes;
-  TestServer server(fakes.Args(/*delay_ms=*/4000));  // long enough to kill before the push
-  server.Start();
-  auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
-  auto conv = OpenConversation(server.port(), alice, "bob");
-  ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
-                 R"({"provider":"apns","token":"tok-crash"})", bob.token)
-                .status,
-            204);
-  {
-    auto ws = WsClient::Connect(server.port(), alice.token);
-    ws->SendJson(json::object{
-        {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "b"}});
-    ASSERT_TRUE(ws->NextOfType("ack"));
-  }
-  server.Kill();
+  Scene scene;
+  scene.Start(fakes.Args(/*delay_ms=*/4000));  // long enough to kill before the push
+  ASSERT_EQ(scene.Register(scene.bob, "apns", "tok-crash"), 204);
+  scene.Send(1);
+  scene.server->Kill();
   EXPECT_TRUE(fakes.For("apns", "tok-crash").empty());
-  server.Start();
+  scene.server->Start();
   EXPECT_EQ(fakes.WaitFor("apns", "tok-crash", 1, 15000).size(), 1u);
   fakes.ExpectNoVerificationErrors();
 }
@@ -283,18 +279,10 @@ TEST(PushPreview, PreviewsAreOnlySentWhenConfigured) {
   FakeProviders fakes;
   auto args = fakes.Args();
   args.insert(args.end(), {"--push-preview", "true"});
-  TestServer server(args);
-  server.Start();
-  auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
-  auto conv = OpenConversation(server.port(), alice, "bob");
-  ASSERT_EQ(Http(server.port(), "PUT", "/api/v1/devices/current/push",
-                 R"({"provider":"fcm","token":"tok-preview"})", bob.token)
-                .status,
-            204);
-  auto ws = WsClient::Connect(server.port(), alice.token);
-  ws->SendJson(json::object{
-      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", "x"}, {"body", "hello bob"}});
-  ASSERT_TRUE(ws->NextOfType("ack"));
+  Scene scene;
+  scene.Start(args);
+  ASSERT_EQ(scene.Register(scene.bob, "fcm", "tok-preview"), 204);
+  scene.Send(1, "hello bob");
   auto got = fakes.WaitFor("fcm", "tok-preview", 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(S(got[0].at("message").at("notification").at("body")), "hello bob");
