@@ -528,7 +528,8 @@ TEST_F(Pigeon, ASocketThatOverflowsWhileItsInputIsParsedIsClosedSafely) {
   std::string frames;
   uint8_t mask[4] = {7, 7, 7, 7};
   for (int i = 0; i < 200; ++i)
-    ws::AppendFrame(frames, ws::kText, json::serialize(SendFrameJson(conv, std::to_string(i), "x")), mask);
+    ws::AppendFrame(frames, ws::kText, json::serialize(SendFrameJson(conv, std::to_string(i), "x")),
+                    mask);
   ws->SendBytes(frames.substr(0, 1));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   try {
@@ -563,6 +564,34 @@ TEST_F(Pigeon, DataSurvivesARestart) {
   ASSERT_EQ(feed.size(), 1u);
   EXPECT_EQ(S(feed[0].at("body")), "persisted");
   EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+}
+
+TEST(AdminSeedUsers, SeededAccountsAreRealAndARepeatCreatesNothing) {
+  TestServer server;
+  std::string data = server.data_dir() + "/data";
+  auto seeded = SeedUsers(data, "seed-", 300, "seedpass1");
+  ASSERT_EQ(seeded.size(), 300u);
+  EXPECT_EQ(seeded[7].user_id, "seed-7");
+  // Seeding again over an existing name fails and writes no device for it.
+  EXPECT_THROW(SeedUsers(data, "seed-", 1, "seedpass1", 299), std::runtime_error);
+  server.Start();
+  // The printed token is a logged-in device: it opens a WebSocket and messages flow.
+  auto conv = OpenConversation(server.port(), seeded[0], "seed-299");
+  auto a = WsClient::Connect(server.port(), seeded[0].token);
+  auto b = WsClient::Connect(server.port(), seeded[299].token);
+  ASSERT_TRUE(a && b);
+  a->SendJson(SendFrameJson(conv, "s1", "hello seeded"));
+  auto m = b->NextOfType("message");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(S(m->at("body")), "hello seeded");
+  // The password works for a new login; a wrong one does not.
+  json::object creds{{"username", "seed-42"}, {"password", "seedpass1"}};
+  EXPECT_EQ(Http(server.port(), "POST", "/api/v1/sessions", json::serialize(creds)).status, 200);
+  creds["password"] = "seedpass2";
+  EXPECT_EQ(Http(server.port(), "POST", "/api/v1/sessions", json::serialize(creds)).status, 401);
+  // Real sign-up is unchanged: the seeded names are taken.
+  creds["password"] = "whatever1";
+  EXPECT_EQ(Http(server.port(), "POST", "/api/v1/users", json::serialize(creds)).status, 409);
 }
 
 }  // namespace

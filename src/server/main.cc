@@ -21,6 +21,7 @@
 #include "push/fcm/fcm_sender.h"
 #include "push/push_service.h"
 #include "push/webhook/webhook_sender.h"
+#include "server/admin.h"
 #include "server/config.h"
 #include "store/rocksdb/rocks_store.h"
 
@@ -61,6 +62,7 @@ Status AddPushProviders(const Config& cfg, push::PushService& service) {
 
 int main(int argc, char** argv) {
   using namespace pigeon;
+  if (argc > 1 && std::string_view(argv[1]) == "admin") return RunAdmin(argc, argv);
   int exit_code = 0;
   auto cfg = ParseCommandLine(argc, argv, &exit_code);
   if (!cfg.ok()) return exit_code;

@@ -278,6 +278,55 @@ std::string OpenConversation(uint16_t port, const Account& a, const std::string&
   return std::string(r.json.at("conversation_id").as_string());
 }
 
+std::vector<Account> SeedUsers(const std::string& data_dir, const std::string& prefix, int count,
+                               const std::string& password, int start) {
+  std::string out = data_dir + ".seed.tsv", err = data_dir + ".seed.err";
+  std::vector<std::string> argv_s = {PIGEOND_PATH,
+                                     "admin",
+                                     "seed-users",
+                                     "--data-dir",
+                                     data_dir,
+                                     "--prefix",
+                                     prefix,
+                                     "--count",
+                                     std::to_string(count),
+                                     "--start",
+                                     std::to_string(start),
+                                     "--password",
+                                     password,
+                                     "--out",
+                                     out,
+                                     "--pwhash-opslimit",
+                                     "1",
+                                     "--pwhash-memlimit-kib",
+                                     "1024"};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::ifstream errf(err);
+  std::string message((std::istreambuf_iterator<char>(errf)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(err);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error("seed-users failed: " + message);
+  std::vector<Account> accounts;
+  std::ifstream f(out);
+  std::string user, device, token;
+  while (f >> user >> device >> token) accounts.push_back(Account{user, token, device});
+  std::filesystem::remove(out);
+  if (accounts.size() != static_cast<size_t>(count))
+    throw std::runtime_error("seed-users wrote " + std::to_string(accounts.size()) + " accounts");
+  return accounts;
+}
+
 // ---- WebSocket --------------------------------------------------------------------
 
 std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& token,

@@ -67,6 +67,11 @@ struct Account {
 // Signs the user up (if needed) and logs a new device in.
 Account Login(uint16_t port, const std::string& user, const std::string& password = "password1");
 std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer);
+// Runs `pigeond admin seed-users` on a stopped server's data directory:
+// `count` users PREFIX0.. with one device each, all with `password`. Throws
+// with the command's error output when it fails.
+std::vector<Account> SeedUsers(const std::string& data_dir, const std::string& prefix, int count,
+                               const std::string& password = "password1", int start = 0);
 
 class WsClient {
  public:
