@@ -318,7 +318,7 @@ struct Round {
 
 struct RoundResult {
   uint64_t sent = 0, acked = 0, errors = 0, dup_or_reorder = 0, gaps = 0, lost = 0;
-  double send_secs = 0;  // first send to last send (rate) or to the last ack (burst)
+  double send_secs = 0;  // first send to the last send or ack, whichever is later
   std::vector<int64_t> ack, e2e;
 };
 
@@ -403,7 +403,7 @@ class Worker {
     std::vector<int> dirty;
     std::vector<epoll_event> events(1024);
     std::string frame, payload;
-    int64_t t_last_send = t0;
+    int64_t t_last_send = t0, t_last_ack = t0;
     uint64_t sent = 0;
     for (;;) {
       int64_t now = NowNs();
@@ -468,7 +468,7 @@ class Worker {
             ++r.acked;
             auto& m = max_acked_seq_[std::string(Field(f, "conversation_id"))];
             m = std::max<int64_t>(m, ToInt(Field(f, "seq")));
-            t_last_send = std::max(t_last_send, round.burst ? rnow : t_last_send);
+            t_last_ack = rnow;
           } else if (type == "message") {
             int64_t seq = ToInt(Field(f, "seq"));
             if (seq < s.next_seq) {
@@ -487,7 +487,7 @@ class Worker {
       }
     }
     r.sent = sent;
-    r.send_secs = static_cast<double>(t_last_send - t0) / 1e9;
+    r.send_secs = static_cast<double>(std::max(t_last_send, t_last_ack) - t0) / 1e9;
     // Audit: every socket saw its conversation up to the last acked seq.
     for (auto& s : socks_) {
       auto it = max_acked_seq_.find(plan_.conv[s.user]);
@@ -988,26 +988,28 @@ int Restart(Target& t, int64_t messages, int runs, json::object& report) {
   std::vector<Round> rounds(static_cast<size_t>((messages + 1000 * per_round - 1) /
                                                 (1000 * static_cast<int64_t>(per_round))));
   for (auto& r : rounds) r.burst = per_round;
-  std::fprintf(stderr, "storing %lld messages...\n", (long long)(rounds.size() * 1000 * per_round));
-  int64_t f0 = NowNs();
-  uint64_t stored = 0;
-  {
-    Fleet fleet(plan.procs, 1000, [&](int w, int lo, int hi, int in, int out) {
-      return TrafficWorker(plan, rounds, w, lo, hi, in, out);
-    });
-    if (!fleet.AllReady()) throw std::runtime_error("connect failed");
-    for (size_t i = 0; i < rounds.size(); ++i) {
-      fleet.Go();
-      RoundResult r;
-      if (!fleet.Collect(r) || r.acked != r.sent || r.lost) throw std::runtime_error("fill failed");
-      stored += r.acked;
-    }
-  }
-  std::fprintf(stderr, "stored %llu messages in %.1f s\n", (unsigned long long)stored,
-               static_cast<double>(NowNs() - f0) / 1e9);
   json::array times;
   std::vector<int64_t> ns;
+  uint64_t stored = 0;
   for (int run = 0; run < runs; ++run) {
+    // Each run stores `messages` more (as a crash under load would find them:
+    // much of it only in the WAL), then kills and restarts pigeond.
+    int64_t f0 = NowNs();
+    {
+      Fleet fleet(plan.procs, 1000, [&](int w, int lo, int hi, int in, int out) {
+        return TrafficWorker(plan, rounds, w, lo, hi, in, out);
+      });
+      if (!fleet.AllReady()) throw std::runtime_error("connect failed");
+      for (size_t i = 0; i < rounds.size(); ++i) {
+        fleet.Go();
+        RoundResult r;
+        if (!fleet.Collect(r) || r.acked != r.sent || r.lost)
+          throw std::runtime_error("fill failed");
+        stored += r.acked;
+      }
+    }
+    std::fprintf(stderr, "stored %llu messages in all (%.1f s for this run's)\n",
+                 (unsigned long long)stored, static_cast<double>(NowNs() - f0) / 1e9);
     t.own->Kill();
     int64_t t0 = NowNs();
     t.own->Start();  // returns once /healthz answers
@@ -1022,6 +1024,8 @@ int Restart(Target& t, int64_t messages, int runs, json::object& report) {
     times.push_back(static_cast<double>(ns.back()) / 1e9);
     std::printf("restart %d         SIGKILL with %llu messages stored -> /readyz in %.3f s\n",
                 run + 1, (unsigned long long)stored, static_cast<double>(ns.back()) / 1e9);
+    std::fflush(stdout);
+    plan.port = t.own->port();
   }
   t.pid = t.own->pid();
   t.port = t.own->port();
