@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# The standard benchmark runs: microbenchmarks, then pigeon-bench scenarios
-# against a fresh pigeond (fsync on). Results go to bench/results/ as JSON;
-# docs/benchmarks.md quotes them with these commands.
+# The standard benchmark runs (about 15 minutes): microbenchmarks, then the
+# pigeon-bench scenarios, each against a fresh pigeond (fsync on, default
+# configuration), three runs each. Raw results go to bench/results/*.json;
+# bench/report.js then writes docs/benchmarks-results.md (medians) and the
+# plots in docs/bench/.
+#   RUNS=1 bash bench/run.sh     quicker, one run of each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+RUNS=${RUNS:-3}
 OUT=bench/results
-mkdir -p "$OUT"
+mkdir -p "$OUT" docs/bench
+rm -f "$OUT"/*.json
 ulimit -c 0
+command -v gnuplot >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq gnuplot-nox >/dev/null; } || true
+B="$BUILD/pigeon-bench"
 "$BUILD/micro_bench" --benchmark_min_time=0.5 --benchmark_out="$OUT/micro.json" --benchmark_out_format=json
-for rate in 5000 10000 15000; do
-  for run in 1 2 3; do
-    "$BUILD/pigeon-bench" --json "$OUT/steady-$rate-$run.json" steady --rate "$rate" --duration 5
-  done
+for run in $(seq "$RUNS"); do
+  "$B" --json "$OUT/steady-$run.json" steady --rates 5000,10000,15000,20000,25000,30000,40000,50000 --duration 5
+  "$B" --json "$OUT/burst-$run.json" burst --messages 20
+  "$B" --json "$OUT/catchup-$run.json" catchup --messages 10000
+  "$B" --json "$OUT/idle-$run.json" idle --sockets 19000
+  "$B" --json "$OUT/storm-$run.json" reconnect-storm --users 10000 --messages 10
 done
-for run in 1 2 3; do
-  "$BUILD/pigeon-bench" --json "$OUT/catchup-10000-$run.json" catchup --messages 10000
-done
-"$BUILD/pigeon-bench" --json "$OUT/idle-5000.json" idle --sockets 5000
-"$BUILD/pigeon-bench" --json "$OUT/idle-19000.json" idle --sockets 19000 --source-addrs 4
-echo "results in $OUT/"
+"$B" --json "$OUT/restart.json" restart --messages 1000000 --runs "$RUNS"
+node bench/report.js "$OUT" docs

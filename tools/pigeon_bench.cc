@@ -259,8 +259,10 @@ struct Target {
   std::vector<Account> seeded;
 
   // Our own server gets `users` seeded accounts (bench-0..) before it starts.
-  void StartOwn(int users) {
-    own = std::make_unique<TestServer>(std::vector<std::string>{"--log-level", "warn"});
+  void StartOwn(int users, const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    own = std::make_unique<TestServer>(args);
     if (users > 0) {
       int64_t t0 = NowNs();
       seeded = SeedUsers(own->data_dir() + "/data", "bench-", users, "bench-password");
@@ -1063,6 +1065,7 @@ int main(int argc, char** argv) {
   pid_t pid = 0;
   std::string json_out;
   int procs = 2;
+  std::vector<std::string> server_args;
   app.add_option("--port", port,
                  "measure a running pigeond on 127.0.0.1:PORT (default: start one)");
   app.add_option("--pid", pid, "its process id (with --port)");
@@ -1070,6 +1073,8 @@ int main(int argc, char** argv) {
   app.add_option("--procs", procs, "load generator processes (each from its own 127.0.0.x)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--server-arg", server_args,
+                 "passed to the pigeond it starts, e.g. --server-arg=--commit-delay-us=500");
   int sockets = 5000;
   auto* idle = app.add_subcommand("idle", "memory per idle authenticated WebSocket");
   idle->add_option("--sockets", sockets, "sockets to open")->capture_default_str();
@@ -1116,7 +1121,7 @@ int main(int argc, char** argv) {
                  : storm->parsed()   ? storm_users + storm_users % 2
                  : restart->parsed() ? 1000
                                      : users + users % 2;
-      target.StartOwn(need);
+      target.StartOwn(need, server_args);
     } else {
       if (pid == 0) {
         std::cerr << "--pid is needed with --port\n";

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/ids.h"
+#include "core/wake_batch.h"
 
 namespace pigeon {
 
@@ -17,9 +18,10 @@ bool CommitPipeline::Submit(WriteOp op, Done done) {
     if (stopping_ || ops_.size() >= options_.max_queue) return false;
     ops_.push_back(std::move(op));
     dones_.push_back(std::move(done));
-    // Only the first op of a batch needs to wake the committer; the rest ride
-    // along with it.
-    if (ops_.size() != 1) return true;
+    // Only the first op of a batch needs to wake the committer (and, with a
+    // commit delay, the one that fills the batch); the rest ride along.
+    if (ops_.size() == 1 && options_.delay_us) first_at_ = std::chrono::steady_clock::now();
+    if (ops_.size() != 1 && !(options_.delay_us && ops_.size() == options_.delay_ops)) return true;
   }
   cv_.notify_one();
   return true;
@@ -44,6 +46,9 @@ void CommitPipeline::Run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
       if (ops_.empty()) return;  // stopping, and everything is committed
+      if (options_.delay_us && ops_.size() < options_.delay_ops)
+        cv_.wait_until(lock, first_at_ + std::chrono::microseconds(options_.delay_us),
+                       [&] { return stopping_ || ops_.size() >= options_.delay_ops; });
       if (ops_.size() <= options_.max_batch) {
         ops.swap(ops_);
         dones.swap(dones_);
@@ -63,6 +68,8 @@ void CommitPipeline::Run() {
     metrics_.commit_seconds.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     metrics_.commit_batch_ops.Observe(static_cast<double>(ops.size()));
+    // The callbacks' hand-offs to network threads go out once, after the loop.
+    WakeBatch wakes;
     for (size_t i = 0; i < dones.size(); ++i) {
       if (s.ok()) {
         dones[i](results[i]);

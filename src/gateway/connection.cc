@@ -46,6 +46,32 @@ void Connection::Start() {
   WaitRead();
 }
 
+// ---- the thread's mailbox ---------------------------------------------------------------
+
+void ThreadState::Post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mail_mu_);
+    mail_.push_back(std::move(task));
+    if (mail_posted_) return;  // the queued RunMail will take this one too
+    mail_posted_ = true;
+  }
+  if (!WakeBatch::Defer(this)) Wake();
+}
+
+void ThreadState::Wake() {
+  asio::post(*io, [this] { RunMail(); });
+}
+
+void ThreadState::RunMail() {
+  {
+    std::lock_guard lock(mail_mu_);
+    running_.swap(mail_);
+    mail_posted_ = false;
+  }
+  for (auto& task : running_) task();
+  running_.clear();
+}
+
 // ---- reading --------------------------------------------------------------------
 
 void Connection::WaitRead() {
@@ -162,17 +188,16 @@ void Connection::DispatchHttp(HttpRequest req) {
   if (req.path() == "/api/v1/ws") {
     asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
       auto decision = self->ctx_.api.AuthorizeUpgrade(req);
-      asio::post(self->socket_.get_executor(),
-                 [self, decision = std::move(decision), key = std::move(req.ws_key),
-                  keep_alive]() mutable { self->OnUpgrade(std::move(decision), key, keep_alive); });
+      self->thread_.Post(
+          [self, decision = std::move(decision), key = std::move(req.ws_key),
+           keep_alive]() mutable { self->OnUpgrade(std::move(decision), key, keep_alive); });
     });
     return;
   }
   asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
     self->ctx_.api.Handle(req, [self, keep_alive](HttpResponse resp) {
-      asio::post(self->socket_.get_executor(), [self, resp = std::move(resp), keep_alive] {
-        self->OnHttpResponse(resp, keep_alive);
-      });
+      self->thread_.Post(
+          [self, resp = std::move(resp), keep_alive] { self->OnHttpResponse(resp, keep_alive); });
     });
   });
 }
@@ -262,7 +287,7 @@ void Connection::OnText(std::string_view text) {
                        send->client_msg_id);
     ++inflight_sends_;
     ctx_.chat.Send(session_, std::move(*send), [self = shared_from_this()](SendOutcome o) {
-      asio::post(self->socket_.get_executor(), [self, o = std::move(o)] {
+      self->thread_.Post([self, o = std::move(o)] {
         --self->inflight_sends_;
         if (self->phase_ != Phase::kWebSocket) return;
         if (!o.status.ok())
@@ -290,7 +315,7 @@ void Connection::OnText(std::string_view text) {
         self->ctx_.chat.RelayTyping(self->session_.user_id, *conv, t.composing);
         return;
       }
-      asio::post(self->socket_.get_executor(), [self] {
+      self->thread_.Post([self] {
         if (self->phase_ == Phase::kWebSocket)
           self->SendError(ErrorCode::kForbidden, "not a member of this conversation");
       });
@@ -301,7 +326,7 @@ void Connection::OnText(std::string_view text) {
     ctx_.chat.MarkRead(session_, std::move(read->conversation_id), read->seq,
                        [self = shared_from_this()](Status s) {
                          if (s.ok()) return;
-                         asio::post(self->socket_.get_executor(), [self, s = std::move(s)] {
+                         self->thread_.Post([self, s = std::move(s)] {
                            if (self->phase_ == Phase::kWebSocket)
                              self->SendError(s.code(), s.message());
                          });
@@ -360,7 +385,7 @@ void Connection::OnPresenceSubscribe(std::vector<std::string> users) {
       }
       answers.push_back(std::move(a));
     }
-    asio::post(self->socket_.get_executor(), [self, answers = std::move(answers)]() mutable {
+    self->thread_.Post([self, answers = std::move(answers)]() mutable {
       self->OnPresenceAnswers(std::move(answers));
     });
   });
@@ -397,7 +422,7 @@ void Connection::SendPresence(const Watch& w, bool online, int64_t last_seen_ms)
 }
 
 void Connection::PostPresence(const std::string& user, bool online, int64_t last_seen_ms) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), user, online, last_seen_ms] {
+  thread_.Post([self = shared_from_this(), user, online, last_seen_ms] {
     if (self->phase_ != Phase::kWebSocket) return;
     Watch* w = self->FindWatch(user);
     if (!w) return;
@@ -412,7 +437,7 @@ void Connection::PostPresence(const std::string& user, bool online, int64_t last
 }
 
 void Connection::PostPrivacy(const std::string& user, bool hides_last_seen) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), user, hides_last_seen] {
+  thread_.Post([self = shared_from_this(), user, hides_last_seen] {
     if (user == self->session_.user_id) self->viewer_hides_ = hides_last_seen;
     if (Watch* w = self->FindWatch(user)) w->user_hides = hides_last_seen;
   });
@@ -428,19 +453,19 @@ void Connection::Heartbeat() {
 }
 
 void Connection::PostFeedEntry(FeedPos pos, SharedFrame frame) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), pos, frame = std::move(frame)] {
+  thread_.Post([self = shared_from_this(), pos, frame = std::move(frame)] {
     self->OnFeedEntry(pos, frame);
   });
 }
 
 void Connection::PostEphemeral(SharedFrame frame) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
+  thread_.Post([self = shared_from_this(), frame = std::move(frame)] {
     if (self->phase_ == Phase::kWebSocket) self->SendText(*frame);
   });
 }
 
 void Connection::PostClose(uint16_t code, std::string reason) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
+  thread_.Post([self = shared_from_this(), code, reason = std::move(reason)] {
     if (self->phase_ == Phase::kWebSocket) {
       self->CloseWs(code, reason);
     } else {
@@ -491,10 +516,9 @@ void Connection::RequestCatchUpPage() {
       }
       frames = std::move(v);
     }
-    asio::post(self->socket_.get_executor(),
-               [self, frames = std::move(frames), has_more]() mutable {
-                 self->OnCatchUpPage(std::move(frames), has_more);
-               });
+    self->thread_.Post([self, frames = std::move(frames), has_more]() mutable {
+      self->OnCatchUpPage(std::move(frames), has_more);
+    });
   });
 }
 

@@ -11,15 +11,19 @@
 // only while output is queued, `catchup_` only while a `since` replay runs.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/cursor.h"
 #include "core/shared_frame.h"
+#include "core/wake_batch.h"
 #include "gateway/gateway_context.h"
 #include "gateway/http_api.h"
 #include "protocol/ws_codec.h"
@@ -156,13 +160,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
 };
 
 // Per network thread: the shared read buffer and the list of connections.
-struct ThreadState {
+struct ThreadState : Wakeable {
   static constexpr size_t kReadBufferBytes = 64 << 10;
-  static constexpr size_t kSpareBuffers = 256;           // kept for reuse, at most
-  static constexpr size_t kSpareCapacity = 16 << 10;     // larger buffers are freed
+  static constexpr size_t kSpareBuffers = 256;        // kept for reuse, at most
+  static constexpr size_t kSpareCapacity = 16 << 10;  // larger buffers are freed
   std::unique_ptr<char[]> read_buffer{new char[kReadBufferBytes]};
   Connection* head = nullptr;
   std::vector<std::unique_ptr<std::string>> spare;
+  boost::asio::io_context* io = nullptr;  // this thread's event loop
+
+  // Any thread: runs `task` on this thread. Tasks from other threads (the
+  // committer's acks and deliveries, workers' answers) queue here and run
+  // together in one turn of the loop: a commit batch touching many sockets of
+  // this thread wakes it once, not once per socket (each wake-up of an idle
+  // loop is a futex or epoll_ctl and a context switch). Inside a WakeBatch
+  // (the committer's callbacks) the wake-up waits for the batch's end. FIFO
+  // per thread.
+  void Post(std::function<void()> task);
+  void Wake() override;  // queues a RunMail on `io`
 
   // An empty buffer, reused when possible (no allocation on the hot path).
   std::unique_ptr<std::string> TakeBuffer() {
@@ -176,6 +191,13 @@ struct ThreadState {
     b->clear();
     spare.push_back(std::move(b));
   }
+
+ private:
+  void RunMail();
+  std::mutex mail_mu_;
+  std::vector<std::function<void()>> mail_;     // guarded by mail_mu_
+  bool mail_posted_ = false;                    // a RunMail is queued on `io`
+  std::vector<std::function<void()>> running_;  // this thread only
 };
 
 }  // namespace pigeon

@@ -42,6 +42,7 @@ Status Server::Start() {
   for (unsigned i = 0; i < n; ++i) {
     impl_->contexts.push_back(std::make_unique<asio::io_context>(1));
     impl_->states.push_back(std::make_unique<ThreadState>());
+    impl_->states.back()->io = impl_->contexts.back().get();
     impl_->guards.push_back(asio::make_work_guard(*impl_->contexts.back()));
   }
   boost::system::error_code ec;

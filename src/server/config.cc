@@ -34,6 +34,11 @@ std::vector<Option> Options(Config& c) {
        &c.max_inflight_sends},
       {"commit_queue_max", "operations waiting to commit before unavailable", &c.commit_queue_max},
       {"commit_batch_max", "operations per group commit", &c.commit_batch_max},
+      {"commit_delay_us",
+       "a batch smaller than commit_delay_ops waits up to this long for more (fewer fsyncs, less "
+       "CPU; adds latency); 0: off",
+       &c.commit_delay_us},
+      {"commit_delay_ops", "batch size that ends the commit delay early", &c.commit_delay_ops},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},

@@ -87,7 +87,10 @@ int main(int argc, char** argv) {
   }
   Metrics metrics;
   CommitPipeline pipeline(**store, metrics,
-                          {.max_queue = cfg->commit_queue_max, .max_batch = cfg->commit_batch_max});
+                          {.max_queue = cfg->commit_queue_max,
+                           .max_batch = cfg->commit_batch_max,
+                           .delay_us = static_cast<uint32_t>(cfg->commit_delay_us),
+                           .delay_ops = cfg->commit_delay_ops});
   LocalPresence presence;
   LocalBus bus;
   SessionRegistry registry;

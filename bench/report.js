@@ -1,0 +1,137 @@
+// Summarises bench/results/*.json (written by bench/run.sh) into
+// docs/benchmarks-results.md and, with gnuplot, docs/bench/*.png.
+// Usage: node bench/report.js RESULTS_DIR DOCS_DIR
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const [dir, docs] = process.argv.slice(2);
+const load = (re) =>
+  fs.readdirSync(dir).filter((f) => re.test(f)).sort().map((f) => JSON.parse(fs.readFileSync(path.join(dir, f))));
+const median = (xs) => {
+  const s = xs.filter((x) => x !== undefined && x !== null).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
+const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const n = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
+const out = [];
+const when = new Date().toISOString().slice(0, 10);
+out.push('# Benchmark results (generated)', '');
+out.push(`Written by \`make bench\` (bench/run.sh, then bench/report.js) on ${when}; medians over the runs in`);
+out.push('bench/results/. The machine, method and analysis are in [benchmarks.md](benchmarks.md).', '');
+
+// ---- steady sweep
+const steady = load(/^steady-\d+\.json$/);
+if (steady.length) {
+  const rates = [...new Set(steady.flatMap((r) => r.rounds.map((x) => x.offered_rate)))].sort((a, b) => a - b);
+  out.push(`## Steady 1:1 traffic, ${steady[0].users} users, ${steady[0].body_bytes}-byte bodies, fsync on (${steady.length} runs)`, '');
+  out.push('| offered | achieved | ack p50 | ack p99 | e2e p50 | e2e p90 | e2e p99 | e2e p99.9 | server CPU / msg | audit |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|');
+  const dat = [];
+  for (const rate of rates) {
+    const rs = steady.map((r) => r.rounds.find((x) => x.offered_rate === rate)).filter(Boolean);
+    const m = (g) => median(rs.map(g));
+    const pass = rs.filter((x) => x.audit_pass).length;
+    out.push(`| ${n(rate)}/s | ${n(m((x) => x.achieved_rate))}/s | ${f(m((x) => x.ack_latency.p50_ms))} ms | ${f(m((x) => x.ack_latency.p99_ms))} ms | ` +
+      `${f(m((x) => x.e2e_latency.p50_ms))} ms | ${f(m((x) => x.e2e_latency.p90_ms))} ms | ${f(m((x) => x.e2e_latency.p99_ms))} ms | ` +
+      `${f(m((x) => x.e2e_latency.p999_ms))} ms | ${f(m((x) => x.server_cpu_us_per_msg), 1)} µs | ${pass}/${rs.length} PASS |`);
+    dat.push([rate, m((x) => x.e2e_latency.p50_ms), m((x) => x.e2e_latency.p90_ms), m((x) => x.e2e_latency.p99_ms),
+      m((x) => x.e2e_latency.p999_ms), m((x) => x.server_cpu_us_per_msg)].join(' '));
+  }
+  const best = median(steady.map((r) => r.highest_rate_p99_under_50ms));
+  out.push('', `Highest offered rate with e2e p99 under 50 ms, audited (median): **${n(best)} msg/s**.`, '');
+  fs.writeFileSync(path.join(dir, 'sweep.dat'), dat.join('\n') + '\n');
+  // The e2e histogram of each rate, from the first run.
+  const hist = [];
+  for (const x of steady[0].rounds) {
+    hist.push(`${x.offered_rate}/s 0`);
+    for (const [ms, c] of x.e2e_histogram) hist.push(`${ms} ${c / Math.max(1, x.e2e_latency.count)}`);
+    hist.push('', '');
+  }
+  fs.writeFileSync(path.join(dir, 'hist.dat'), hist.join('\n'));
+  out.push('![latency percentiles against offered rate](bench/latency-vs-rate.png)', '');
+  out.push('![end-to-end latency histograms](bench/latency-histogram.png)', '');
+}
+
+// ---- burst
+const burst = load(/^burst-\d+\.json$/);
+if (burst.length) {
+  const rs = burst.map((r) => r.rounds[0]);
+  const m = (g) => median(rs.map(g));
+  out.push(`## Burst: every one of ${burst[0].users} users sends ${rs[0].burst_per_user} messages at once (${burst.length} runs)`, '');
+  out.push('| messages | drained at | e2e p50 | e2e p99 | e2e max | server CPU / msg | audit |', '|---|---|---|---|---|---|---|');
+  out.push(`| ${n(m((x) => x.sent))} | ${n(m((x) => x.achieved_rate))}/s | ${f(m((x) => x.e2e_latency.p50_ms))} ms | ${f(m((x) => x.e2e_latency.p99_ms))} ms | ` +
+    `${f(m((x) => x.e2e_latency.max_ms))} ms | ${f(m((x) => x.server_cpu_us_per_msg), 1)} µs | ${rs.filter((x) => x.audit_pass).length}/${rs.length} PASS |`, '');
+}
+
+// ---- catch-up, storm, idle, restart
+const catchup = load(/^catchup-\d+\.json$/);
+if (catchup.length) {
+  out.push(`## Catch-up (${catchup.length} runs)`, '');
+  out.push(`An offline device pulls ${n(catchup[0].pending)} pending messages with the feed API in ` +
+    `**${f(median(catchup.map((r) => r.seconds)), 3)} s** (runs: ${catchup.map((r) => f(r.seconds, 3)).join(', ')} s; budget 1 s); ` +
+    `audit ${catchup.filter((r) => r.audit_pass).length}/${catchup.length} PASS.`, '');
+}
+const storm = load(/^storm-\d+\.json$/);
+if (storm.length) {
+  out.push(`## Reconnect storm (${storm.length} runs)`, '');
+  out.push('| devices | messages replayed each | all upgraded (p99) | all caught up (max) | server CPU | audit |', '|---|---|---|---|---|---|');
+  out.push(`| ${n(storm[0].devices)} | ${storm[0].messages_per_device} | ${f(median(storm.map((r) => r.upgraded.p99_ms)))} ms | ` +
+    `${f(median(storm.map((r) => r.replayed.max_ms)))} ms | ${f(median(storm.map((r) => r.server_cpu_s)))} s | ` +
+    `${storm.filter((r) => r.audit_pass).length}/${storm.length} PASS |`, '');
+}
+const idle = load(/^idle-\d+\.json$/);
+if (idle.length) {
+  const u = median(idle.map((r) => r.user_bytes_per_socket));
+  const k = median(idle.map((r) => r.kernel_slab_bytes_per_pair));
+  out.push(`## Idle connections (${idle.length} runs)`, '');
+  out.push(`${n(idle[0].sockets)} authenticated idle WebSockets from ${idle[0].procs} processes: **${n(u)} bytes** of pigeond ` +
+    `user space per socket (runs: ${idle.map((r) => n(r.user_bytes_per_socket)).join(', ')}; budget 1,024), ` +
+    `${n(k)} bytes of kernel slab per loopback pair. ` +
+    `Projected for 1,000,000 sockets: ${f(u * 1e6 / 1e9)} GB user space + ${f(k / 2 * 1e6 / 1e9)} GB kernel (half of each pair).`, '');
+}
+const restart = load(/^restart\.json$/);
+if (restart.length) {
+  const r = restart[0];
+  out.push('## Restart after SIGKILL', '');
+  out.push(`${n(r.messages)} messages stored (more with each run), SIGKILL under no load, restart: /readyz answers in ` +
+    `${r.ready_seconds.map((x) => f(x, 3) + ' s').join(', ')} (median **${f(r.median_s, 3)} s**; budget 2 s); audit ${r.audit_pass ? 'PASS' : 'FAIL'}.`, '');
+}
+
+// ---- microbenchmarks
+const micro = load(/^micro\.json$/);
+if (micro.length) {
+  out.push('## Microbenchmarks (Google Benchmark)', '');
+  out.push('| benchmark | real time | CPU time | items/s |', '|---|---|---|---|');
+  for (const b of micro[0].benchmarks)
+    out.push(`| \`${b.name}\` | ${f(b.real_time / 1e3, 2)} µs | ${f(b.cpu_time / 1e3, 2)} µs | ${b.items_per_second ? n(b.items_per_second) : '–'} |`);
+  out.push('');
+}
+fs.writeFileSync(path.join(docs, 'benchmarks-results.md'), out.join('\n'));
+
+// ---- plots
+if (steady.length) {
+  const gp = `
+set terminal pngcairo size 900,540 font ",10"
+set output "${docs}/bench/latency-vs-rate.png"
+set title "pigeond, durable 1:1 messages (fsync on), ${steady[0].users} users: end-to-end latency"
+set xlabel "offered rate (messages/s)"; set ylabel "latency (ms)"; set logscale y; set grid
+set key top left
+set y2label "server CPU per message (µs)"; set y2tics; set ytics nomirror
+plot "${dir}/sweep.dat" u 1:2 w lp t "p50", "" u 1:3 w lp t "p90", "" u 1:4 w lp t "p99", "" u 1:5 w lp t "p99.9", \\
+     "" u 1:6 axes x1y2 w lp dt 2 t "server CPU / msg (right)", 50 w l lc rgb "red" dt 3 t "50 ms"
+set output "${docs}/bench/latency-histogram.png"
+unset y2label; unset y2tics; set ytics mirror
+set title "end-to-end latency distribution per offered rate (first run)"
+set xlabel "latency (ms)"; set ylabel "fraction of messages per bucket"; set logscale x; unset logscale y
+set key top right
+plot for [i=0:${steady[0].rounds.length - 1}] "${dir}/hist.dat" index i u 1:2 w l t columnheader(1)
+`;
+  try {
+    execFileSync('gnuplot', [], { input: gp });
+  } catch (e) {
+    console.error('gnuplot failed or is missing: no plots (' + e.message + ')');
+  }
+}
+console.log(`wrote ${docs}/benchmarks-results.md`);
