@@ -118,7 +118,7 @@ set output "${docs}/bench/latency-vs-rate.png"
 set title "pigeond, durable 1:1 messages (fsync on), ${steady[0].users} users: end-to-end latency"
 set xlabel "offered rate (messages/s)"; set ylabel "latency (ms)"; set logscale y; set grid
 set key top left
-set y2label "server CPU per message (µs)"; set y2tics; set ytics nomirror
+set y2label "server CPU per message (µs)"; set y2tics; set ytics nomirror; set y2range [0:*]
 plot "${dir}/sweep.dat" u 1:2 w lp t "p50", "" u 1:3 w lp t "p90", "" u 1:4 w lp t "p99", "" u 1:5 w lp t "p99.9", \\
      "" u 1:6 axes x1y2 w lp dt 2 t "server CPU / msg (right)", 50 w l lc rgb "red" dt 3 t "50 ms"
 set output "${docs}/bench/latency-histogram.png"

@@ -425,6 +425,7 @@ class Worker {
             .append(plan_.conv[s.user])
             .append(R"(","client_msg_id":"w)")
             .append(std::to_string(index_))
+            .append(nonce_)
             .append("r")
             .append(std::to_string(round_))
             .append("-")
@@ -511,6 +512,8 @@ class Worker {
   std::mt19937 rng_;
   int ep_ = -1;
   int round_ = 0;
+  // Client message ids are unique across workers, rounds and runs.
+  std::string nonce_ = "n" + std::to_string(NowNs());
   uint32_t mask_seed_ = 0x12345678;
   std::vector<Sock> socks_;
   std::unordered_map<std::string, int64_t> max_acked_seq_;  // conversation -> highest acked
