@@ -919,10 +919,16 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
       if (!s.upgraded) {
         auto end = s.in.find("\r\n\r\n");
         if (end == std::string::npos) {
-          if (closed) ++failed, ::close(s.fd), s.fd = -1;
+          if (closed) {
+            if (!failed)
+              std::fprintf(stderr, "storm: closed before the upgrade (%s)\n", std::strerror(errno));
+            ++failed, ::close(s.fd), s.fd = -1;
+          }
           continue;
         }
         if (s.in.compare(0, 12, "HTTP/1.1 101") != 0) {
+          if (!failed)
+            std::fprintf(stderr, "storm: refused: %s\n", s.in.substr(0, s.in.find('\r')).c_str());
           ++failed, ::close(s.fd), s.fd = -1;
           continue;
         }
@@ -944,6 +950,9 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
         s.t_done = NowNs();
         ++done;
       } else if (closed) {
+        if (!failed)
+          std::fprintf(stderr, "storm: closed after %lld of %lld messages\n",
+                       static_cast<long long>(s.messages_seen), static_cast<long long>(want));
         ++failed, ::close(s.fd), s.fd = -1;
       }
     }
