@@ -132,6 +132,29 @@ HttpResult ReadResponse(int fd, std::string* leftover) {
 
 // ---- TestServer ---------------------------------------------------------------------
 
+namespace {
+
+// fork + execv of `argv_s`; the child's stderr (and stdout if asked) goes to
+// `log` (opened with `mode_flag`: O_APPEND or O_TRUNC), and it dies with us.
+pid_t Spawn(std::vector<std::string> argv_s, const std::string& log, int mode_flag,
+            bool also_stdout) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a killed test leaves no pigeond behind
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | mode_flag, 0644);
+    if (also_stdout) ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
 TestServer::TestServer(std::vector<std::string> extra_args) : args_(std::move(extra_args)) {
   char tmpl[] = "/tmp/pigeon-test.XXXXXX";
   dir_ = ::mkdtemp(tmpl);
@@ -168,18 +191,7 @@ void TestServer::Start() {
                                        // default cost is tested by the unit tests.
                                        "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"};
     for (auto& a : args_) argv_s.push_back(a);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a killed test leaves no pigeond behind
-      int log = ::open((dir_ + "/pigeond.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(log, 1);
-      ::dup2(log, 2);
-      std::vector<char*> argv;
-      for (auto& a : argv_s) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
+    pid_ = Spawn(argv_s, dir_ + "/pigeond.log", O_APPEND, /*also_stdout=*/true);
     // Wait for /healthz, or for the process to die (port taken: try another).
     for (int i = 0; i < 600; ++i) {
       int status;
@@ -300,16 +312,7 @@ std::vector<Account> SeedUsers(const std::string& data_dir, const std::string& p
                                      "1",
                                      "--pwhash-memlimit-kib",
                                      "1024"};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 2);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
+  pid_t pid = Spawn(argv_s, err, O_TRUNC, /*also_stdout=*/false);
   int status = 0;
   ::waitpid(pid, &status, 0);
   std::ifstream errf(err);
