@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/ids.h"
+#include "core/thread_name.h"
 #include "core/wake_batch.h"
 
 namespace pigeon {
@@ -38,6 +39,7 @@ void CommitPipeline::Stop() {
 }
 
 void CommitPipeline::Run() {
+  NameThisThread("pg-commit");
   std::vector<WriteOp> ops;
   std::vector<Done> dones;
   std::vector<OpResult> results;

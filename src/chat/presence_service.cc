@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/ids.h"
+#include "core/thread_name.h"
 
 namespace pigeon {
 
@@ -43,6 +44,7 @@ void PresenceService::GoOffline(const std::string& user, int64_t closed_at, bool
 }
 
 void PresenceService::Run() {
+  NameThisThread("pg-presence");
   std::unique_lock lock(mu_);
   while (!stopping_) {
     cv_.wait_for(

@@ -1,8 +1,15 @@
 #include "gateway/connection.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cerrno>
 #include <chrono>
 
 #include "chat/chat_service.h"
@@ -14,7 +21,6 @@
 
 namespace pigeon {
 namespace asio = boost::asio;
-using boost::system::error_code;
 
 // State of a `since` replay: the feed is read in pages on a worker thread while
 // live entries for this socket are held here; when the store has nothing more
@@ -26,83 +32,92 @@ struct Connection::CatchUp {
   bool after_flush = false;  // the next page waits until the output queue drains
 };
 
-Connection::Connection(asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread)
-    : socket_(std::move(socket)),
+Connection::Connection(int fd, GatewayContext& ctx, ThreadState& thread)
+    : fd_(fd),
       ctx_(ctx),
       thread_(thread),
       reader_(ctx.limits.max_frame_bytes, /*server_role=*/true) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  if (fd_ >= 0) close(fd_);  // never started
+}
 
 void Connection::Start() {
-  error_code ec;
-  socket_.non_blocking(true, ec);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
+                                              ctx_.limits.max_http_body_bytes);
+  if (!thread_.loop.Add(fd_, this).ok()) {
+    close(fd_);
+    fd_ = -1;
+    phase_ = Phase::kClosed;
+    return;
+  }
+  self_ = shared_from_this();
   next_ = thread_.head;
   if (next_) next_->prev_ = this;
   thread_.head = this;
-  http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
-                                              ctx_.limits.max_http_body_bytes);
-  WaitRead();
+  // Bytes that came before the registration are reported by it.
 }
 
-// ---- the thread's mailbox ---------------------------------------------------------------
+// ---- the thread's turn ------------------------------------------------------------------
 
-void ThreadState::Post(std::function<void()> task) {
-  {
-    std::lock_guard lock(mail_mu_);
-    mail_.push_back(std::move(task));
-    if (mail_posted_) return;  // the queued RunMail will take this one too
-    mail_posted_ = true;
-  }
-  if (!WakeBatch::Defer(this)) Wake();
+void ThreadState::QueueFlush(std::shared_ptr<Connection> c) {
+  if (flushes_.empty()) loop.Defer([this] { FlushQueued(); });
+  flushes_.push_back(std::move(c));
 }
 
-void ThreadState::Wake() {
-  asio::post(*io, [this] { RunMail(); });
+void ThreadState::FlushQueued() {
+  flushing_.swap(flushes_);
+  for (auto& c : flushing_) c->Flush();
+  flushing_.clear();
 }
 
-void ThreadState::RunMail() {
-  {
-    std::lock_guard lock(mail_mu_);
-    running_.swap(mail_);
-    mail_posted_ = false;
-  }
-  for (auto& task : running_) task();
-  running_.clear();
+void ThreadState::Release(std::shared_ptr<Connection> c) {
+  if (released_.empty()) loop.Defer([this] { released_.clear(); });
+  released_.push_back(std::move(c));
 }
 
 // ---- reading --------------------------------------------------------------------
 
-void Connection::WaitRead() {
-  if (reading_ ||
-      (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering))
-    return;
-  reading_ = true;
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](const error_code& ec) {
-                       self->reading_ = false;
-                       self->OnReadable(ec);
-                     });
+void Connection::OnEvents(uint32_t events) {
+  if (phase_ == Phase::kClosed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable();
+  if (write_waiting_ && phase_ != Phase::kClosed && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+    write_waiting_ = false;
+    Flush();
+  }
 }
 
-void Connection::OnReadable(const error_code& ec) {
+// Edge-triggered: the loop reports new bytes once. A short read means the
+// socket was drained (anything later is a new edge); otherwise, or when this
+// phase does not read, the rest is remembered and read later.
+void Connection::OnReadable() {
   if (phase_ == Phase::kClosed) return;
-  if (ec) return Abort();
-  // A few reads per wake-up, then yield to other sockets of this thread.
+  read_pending_ = false;
+  char* buf = thread_.read_buffer.get();
+  // A few reads per turn, then yield to the other sockets of this thread.
   for (int i = 0; i < 4; ++i) {
-    if (phase_ != Phase::kHttp && phase_ != Phase::kWebSocket && phase_ != Phase::kLingering) break;
-    error_code rec;
-    size_t n = socket_.read_some(
-        asio::buffer(thread_.read_buffer.get(), ThreadState::kReadBufferBytes), rec);
-    if (rec == asio::error::would_block || rec == asio::error::try_again) break;
-    if (rec || n == 0) return Abort();  // EOF or reset
+    if (!Reading()) {
+      read_pending_ = true;  // Resume() or LingerClose() reads it
+      return;
+    }
+    ssize_t n = recv(fd_, buf, ThreadState::kReadBufferBytes, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR) continue;
+      return Abort();  // reset
+    }
+    if (n == 0) return Abort();  // EOF
     alive_ = true;
-    if (phase_ == Phase::kLingering) continue;  // discarded
-    OnBytes(thread_.read_buffer.get(), n);
-    if (n < ThreadState::kReadBufferBytes) break;
+    if (phase_ != Phase::kLingering) OnBytes(buf, static_cast<size_t>(n));  // else discarded
+    if (static_cast<size_t>(n) < ThreadState::kReadBufferBytes) return;
   }
-  WaitRead();
+  if (phase_ == Phase::kClosed) return;
+  read_pending_ = true;
+  thread_.loop.Defer([self = shared_from_this()] {
+    if (self->read_pending_) self->OnReadable();
+  });
 }
 
 void Connection::OnBytes(char* data, size_t len) {
@@ -152,7 +167,7 @@ size_t Connection::Process(char* data, size_t len) {
 // arrived meanwhile are processed, then the socket is watched again.
 void Connection::Resume() {
   ProcessBuffered();
-  WaitRead();
+  if (read_pending_) OnReadable();
 }
 
 // ---- HTTP ---------------------------------------------------------------------------
@@ -574,30 +589,24 @@ void Connection::SendRaw(std::string_view bytes, bool limited) {
 void Connection::ScheduleFlush() {
   if (flush_scheduled_ || write_waiting_) return;
   flush_scheduled_ = true;
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    self->flush_scheduled_ = false;
-    self->Flush();
-  });
+  thread_.QueueFlush(shared_from_this());
 }
 
 void Connection::Flush() {
-  if (phase_ == Phase::kClosed) return;
+  flush_scheduled_ = false;
+  if (phase_ == Phase::kClosed || write_waiting_) return;
   while (out_ && out_off_ < out_->size()) {
-    error_code ec;
-    size_t n =
-        socket_.write_some(asio::buffer(out_->data() + out_off_, out_->size() - out_off_), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      write_waiting_ = true;
-      socket_.async_wait(asio::socket_base::wait_write,
-                         [self = shared_from_this()](const error_code& wec) {
-                           self->write_waiting_ = false;
-                           if (wec) return self->Abort();
-                           self->Flush();
-                         });
-      return;
+    ssize_t n =
+        send(fd_, out_->data() + out_off_, out_->size() - out_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        write_waiting_ = true;  // the loop's EPOLLOUT edge resumes
+        return;
+      }
+      if (errno == EINTR) continue;
+      return Abort();
     }
-    if (ec) return Abort();
-    out_off_ += n;
+    out_off_ += static_cast<size_t>(n);
   }
   if (out_) thread_.GiveBack(std::move(out_));
   out_off_ = 0;
@@ -610,16 +619,12 @@ void Connection::Flush() {
 
 void Connection::LingerClose() {
   if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
-  error_code ec;
-  socket_.shutdown(asio::socket_base::shutdown_send, ec);
-  if (ec) return Abort();
+  if (shutdown(fd_, SHUT_WR) != 0) return Abort();
   phase_ = Phase::kLingering;
-  linger_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
-  linger_timer_->expires_after(std::chrono::seconds(2));
-  linger_timer_->async_wait([self = shared_from_this()](const error_code& tec) {
-    if (!tec) self->Abort();
+  thread_.loop.After(std::chrono::seconds(2), [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->Abort();
   });
-  WaitRead();
+  OnReadable();  // what came meanwhile, or EOF
 }
 
 void Connection::CloseWs(uint16_t code, std::string_view reason) {
@@ -642,8 +647,8 @@ void Connection::Shutdown() {
 void Connection::Abort() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
-  error_code ec;
-  socket_.close(ec);
+  if (fd_ >= 0) close(fd_);  // leaves the loop's epoll set
+  fd_ = -1;
   if (registered_) {
     registered_ = false;
     ctx_.registry.Remove(this);
@@ -663,7 +668,7 @@ void Connection::Abort() {
   out_off_ = 0;
   catchup_.reset();
   http_.reset();
-  if (linger_timer_) linger_timer_->cancel();
+  if (self_) thread_.Release(std::move(self_));
 }
 
 }  // namespace pigeon

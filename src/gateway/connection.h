@@ -5,15 +5,12 @@
 // every member function runs there. The Post* functions are the only entry
 // points from other threads: they post to that thread.
 //
-// Memory: an idle socket holds no buffer. It is parked on async_wait(read);
-// when readable, bytes are read into the thread's shared buffer and parsed in
-// place. `in_` exists only while a frame or request is incomplete, `out_`
-// only while output is queued, `catchup_` only while a `since` replay runs.
+// Memory: an idle socket holds no buffer. It is registered once with its
+// thread's EventLoop (edge-triggered); when readable, bytes are read into the
+// thread's shared buffer and parsed in place. `in_` exists only while a frame or request is
+// incomplete, `out_` only while output is queued, `catchup_` only while a `since` replay runs.
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -23,7 +20,7 @@
 
 #include "core/cursor.h"
 #include "core/shared_frame.h"
-#include "core/wake_batch.h"
+#include "gateway/event_loop.h"
 #include "gateway/gateway_context.h"
 #include "gateway/http_api.h"
 #include "protocol/ws_codec.h"
@@ -34,12 +31,15 @@ namespace pigeon {
 class HttpRequestParser;
 struct ThreadState;
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public std::enable_shared_from_this<Connection>, public EventLoop::Handler {
  public:
-  Connection(boost::asio::ip::tcp::socket socket, GatewayContext& ctx, ThreadState& thread);
+  // Takes ownership of `fd`, a connected non-blocking TCP socket.
+  Connection(int fd, GatewayContext& ctx, ThreadState& thread);
   ~Connection();
 
+  // On the connection's thread: registers it with the thread's loop.
   void Start();
+  void OnEvents(uint32_t events) override;
 
   // ---- any thread ----
   // A committed entry of this socket's user's feed, at `pos`.
@@ -91,8 +91,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool viewer_hides = false;
   };
 
-  void WaitRead();
-  void OnReadable(const boost::system::error_code& ec);
+  bool Reading() const {
+    return phase_ == Phase::kHttp || phase_ == Phase::kWebSocket || phase_ == Phase::kLingering;
+  }
+  void OnReadable();
   void OnBytes(char* data, size_t len);
   size_t Process(char* data, size_t len);
   void ProcessBuffered();
@@ -127,10 +129,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // peer closes (or a deadline), so that it gets all we sent instead of a reset.
   void LingerClose();
   void ScheduleFlush();
-  void Flush();
+
+ public:
+  void Flush();  // ThreadState::FlushQueued, at the end of the turn
+
+ private:
   void CloseWs(uint16_t code, std::string_view reason);
 
-  boost::asio::ip::tcp::socket socket_;
+  int fd_;
   GatewayContext& ctx_;
   ThreadState& thread_;
   DeviceSession session_;
@@ -141,16 +147,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t out_off_ = 0;
   std::unique_ptr<HttpRequestParser> http_;
   std::unique_ptr<CatchUp> catchup_;
-  std::unique_ptr<std::vector<Watch>> watches_;              // only once presence_subscribe is used
-  std::unique_ptr<boost::asio::steady_timer> linger_timer_;  // only while closing
+  std::unique_ptr<std::vector<Watch>> watches_;  // only once presence_subscribe is used
+  // Registered with the loop, from Start() to Abort(): the loop's events hold
+  // a plain pointer, so the connection keeps itself alive meanwhile.
+  std::shared_ptr<Connection> self_;
   ws::FrameReader reader_;
   FeedPos last_sent_pos_ = 0;
   uint32_t inflight_sends_ = 0;
   uint32_t typing_window_ = 0;  // steady seconds / 10 of the current typing window
   uint32_t typing_count_ = 0;
   Phase phase_ = Phase::kHttp;
-  bool reading_ = false;
-  bool write_waiting_ = false;
+  bool read_pending_ = false;   // readable while not reading (busy, closing): read later
+  bool write_waiting_ = false;  // the kernel's buffer is full: EPOLLOUT resumes
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
   bool registered_ = false;
@@ -159,25 +167,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool viewer_hides_ = false;  // this user hides its last_seen (so sees nobody's)
 };
 
-// Per network thread: the shared read buffer and the list of connections.
-struct ThreadState : Wakeable {
+// Per network thread: its event loop, the shared read buffer and the list of
+// connections.
+struct ThreadState {
   static constexpr size_t kReadBufferBytes = 64 << 10;
   static constexpr size_t kSpareBuffers = 256;        // kept for reuse, at most
   static constexpr size_t kSpareCapacity = 16 << 10;  // larger buffers are freed
   std::unique_ptr<char[]> read_buffer{new char[kReadBufferBytes]};
   Connection* head = nullptr;
   std::vector<std::unique_ptr<std::string>> spare;
-  boost::asio::io_context* io = nullptr;  // this thread's event loop
+  EventLoop loop;
 
   // Any thread: runs `task` on this thread. Tasks from other threads (the
   // committer's acks and deliveries, workers' answers) queue here and run
   // together in one turn of the loop: a commit batch touching many sockets of
   // this thread wakes it once, not once per socket (each wake-up of an idle
-  // loop is a futex or epoll_ctl and a context switch). Inside a WakeBatch
-  // (the committer's callbacks) the wake-up waits for the batch's end. FIFO
-  // per thread.
-  void Post(std::function<void()> task);
-  void Wake() override;  // queues a RunMail on `io`
+  // loop is a syscall and a context switch). Inside a WakeBatch (the
+  // committer's callbacks) the wake-up waits for the batch's end. FIFO per
+  // thread.
+  void Post(std::function<void()> task) { loop.Post(std::move(task)); }
+
+  // This thread: `c` writes its output at the end of this turn (one write for
+  // everything queued meanwhile).
+  void QueueFlush(std::shared_ptr<Connection> c);
+  // This thread: `c` is closed; it is freed at the end of this turn, once no
+  // event of this turn can still name it.
+  void Release(std::shared_ptr<Connection> c);
 
   // An empty buffer, reused when possible (no allocation on the hot path).
   std::unique_ptr<std::string> TakeBuffer() {
@@ -193,11 +208,10 @@ struct ThreadState : Wakeable {
   }
 
  private:
-  void RunMail();
-  std::mutex mail_mu_;
-  std::vector<std::function<void()>> mail_;     // guarded by mail_mu_
-  bool mail_posted_ = false;                    // a RunMail is queued on `io`
-  std::vector<std::function<void()>> running_;  // this thread only
+  void FlushQueued();
+  std::vector<std::shared_ptr<Connection>> flushes_;   // this turn's
+  std::vector<std::shared_ptr<Connection>> flushing_;  // being flushed
+  std::vector<std::shared_ptr<Connection>> released_;
 };
 
 }  // namespace pigeon

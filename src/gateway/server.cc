@@ -1,35 +1,118 @@
 #include "gateway/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <future>
 
 #include "chat/metrics.h"
+#include "core/thread_name.h"
 #include "gateway/connection.h"
 
 namespace pigeon {
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
-struct Server::Impl {
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
+struct Server::Impl : EventLoop::Handler {
+  GatewayContext* ctx = nullptr;
   std::vector<std::unique_ptr<ThreadState>> states;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::thread> threads;
-  std::unique_ptr<tcp::acceptor> acceptor;
-  std::unique_ptr<asio::steady_timer> retry_timer;
-  std::vector<std::unique_ptr<asio::steady_timer>> heartbeat_timers;  // one per thread
-  std::shared_ptr<std::function<void()>> accept_loop_holder;
-  std::vector<std::shared_ptr<std::function<void()>>> heartbeat_loops;
+  int listen_fd = -1;  // thread 0's
   size_t next = 0;
-  bool stopping = false;
+  bool stopping = false;  // thread 0's
+  std::chrono::milliseconds heartbeat{0};
+
+  ~Impl() {
+    if (listen_fd >= 0) close(listen_fd);
+  }
+  void OnEvents(uint32_t) override { AcceptSome(); }
+
+  // Thread 0: accepts what is pending, dealing sockets round-robin.
+  void AcceptSome() {
+    for (int k = 0; k < 256; ++k) {
+      if (stopping || listen_fd < 0) return;
+      int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        // Out of descriptors (or a transient error): wait a little, then go on.
+        spdlog::warn("accept failed: {}", std::strerror(errno));
+        states[0]->loop.After(std::chrono::milliseconds(100), [this] { AcceptSome(); });
+        return;
+      }
+      ctx->metrics.connections_accepted.Increment();
+      size_t i = next++ % states.size();
+      auto c = std::make_shared<Connection>(fd, *ctx, *states[i]);
+      if (i == 0) {
+        c->Start();
+      } else {
+        states[i]->Post([c] { c->Start(); });
+      }
+    }
+    // More are waiting: take them after this turn's other work (the edge is spent).
+    states[0]->loop.Defer([this] { AcceptSome(); });
+  }
+
+  // Thread i: one timer per thread walks that thread's connections; no
+  // per-socket timer.
+  void ScheduleHeartbeat(size_t i) {
+    states[i]->loop.After(heartbeat, [this, i] {
+      for (Connection* c = states[i]->head; c;) {
+        Connection* next = c->next_;  // Heartbeat may close and unlink c
+        c->Heartbeat();
+        c = next;
+      }
+      ScheduleHeartbeat(i);
+    });
+  }
+
+  // Runs `fn` on thread i and waits for it.
+  void RunOn(size_t i, const std::function<void()>& fn) {
+    std::promise<void> done;
+    states[i]->Post([&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
 };
+
+namespace {
+
+// A listening socket on host:port (IPv4 or IPv6 literal), or -1 and `error`.
+int Listen(const std::string& host, uint16_t port, std::string* error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof *v6;
+  } else {
+    *error = "bad listen address: " + host;
+    return -1;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, SOMAXCONN) != 0) {
+    *error = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
 
 Server::Server(Options options, GatewayContext& ctx)
     : impl_(std::make_unique<Impl>()), options_(std::move(options)), ctx_(ctx) {}
@@ -39,83 +122,35 @@ Server::~Server() { Drain(std::chrono::milliseconds(0)); }
 Status Server::Start() {
   unsigned n =
       options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  impl_->ctx = &ctx_;
+  impl_->heartbeat = options_.heartbeat;
   for (unsigned i = 0; i < n; ++i) {
-    impl_->contexts.push_back(std::make_unique<asio::io_context>(1));
     impl_->states.push_back(std::make_unique<ThreadState>());
-    impl_->states.back()->io = impl_->contexts.back().get();
-    impl_->guards.push_back(asio::make_work_guard(*impl_->contexts.back()));
+    if (!impl_->states.back()->loop.ok())
+      return Status(ErrorCode::kUnavailable, std::string("epoll: ") + std::strerror(errno));
   }
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(options_.host, ec);
-  if (ec) return Status(ErrorCode::kBadRequest, "bad listen address: " + options_.host);
-  auto acceptor = std::make_unique<tcp::acceptor>(*impl_->contexts[0]);
-  tcp::endpoint ep(addr, options_.port);
-  acceptor->open(ep.protocol(), ec);
-  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor->bind(ep, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
+  std::string error;
+  int fd = Listen(options_.host, options_.port, &error);
+  if (fd < 0) {
+    if (error.rfind("bad listen address", 0) == 0) return Status(ErrorCode::kBadRequest, error);
     return Status(ErrorCode::kUnavailable, "cannot listen on " + options_.host + ":" +
-                                               std::to_string(options_.port) + ": " + ec.message());
-  port_ = acceptor->local_endpoint().port();
-  impl_->acceptor = std::move(acceptor);
-  impl_->retry_timer = std::make_unique<asio::steady_timer>(*impl_->contexts[0]);
-
-  // The accept loop, on thread 0.
-  auto impl = impl_.get();
-  auto& ctx = ctx_;
-  std::shared_ptr<std::function<void()>> loop = std::make_shared<std::function<void()>>();
-  *loop = [impl, &ctx, loop_weak = std::weak_ptr<std::function<void()>>(loop)] {
-    if (impl->stopping) return;
-    size_t i = impl->next++ % impl->contexts.size();
-    impl->acceptor->async_accept(
-        *impl->contexts[i],
-        [impl, &ctx, i, loop_weak](const boost::system::error_code& ec, tcp::socket s) {
-          auto loop = loop_weak.lock();
-          if (!loop || impl->stopping) return;
-          if (ec) {
-            // Out of descriptors (or a transient error): wait a little, then go on.
-            spdlog::warn("accept failed: {}", ec.message());
-            impl->retry_timer->expires_after(std::chrono::milliseconds(100));
-            impl->retry_timer->async_wait([loop](const boost::system::error_code&) { (*loop)(); });
-            return;
-          }
-          ctx.metrics.connections_accepted.Increment();
-          auto c = std::make_shared<Connection>(std::move(s), ctx, *impl->states[i]);
-          asio::post(*impl->contexts[i], [c] { c->Start(); });
-          (*loop)();
-        });
-  };
-  // The loop object lives as long as the accept chain holds it.
-  asio::post(*impl_->contexts[0], [loop] { (*loop)(); });
-  impl_->accept_loop_holder = loop;
-
-  // Heartbeats: one timer per thread walks that thread's connections; no
-  // per-socket timer.
-  if (options_.heartbeat.count() > 0) {
-    for (unsigned i = 0; i < n; ++i) {
-      impl_->heartbeat_timers.push_back(std::make_unique<asio::steady_timer>(*impl_->contexts[i]));
-      auto tick = std::make_shared<std::function<void()>>();
-      *tick = [timer = impl_->heartbeat_timers.back().get(), state = impl_->states[i].get(),
-               every = options_.heartbeat, weak = std::weak_ptr<std::function<void()>>(tick)] {
-        timer->expires_after(every);
-        timer->async_wait([state, weak](const boost::system::error_code& ec) {
-          auto self = weak.lock();
-          if (ec || !self) return;
-          for (Connection* c = state->head; c;) {
-            Connection* next = c->next_;  // Heartbeat may close and unlink c
-            c->Heartbeat();
-            c = next;
-          }
-          (*self)();
-        });
-      };
-      impl_->heartbeat_loops.push_back(tick);
-      asio::post(*impl_->contexts[i], [tick] { (*tick)(); });
-    }
+                                               std::to_string(options_.port) + ": " + error);
   }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  impl_->listen_fd = fd;
+  if (auto s = impl_->states[0]->loop.Add(fd, impl_.get()); !s.ok()) return s;
+
+  if (options_.heartbeat.count() > 0)
+    for (unsigned i = 0; i < n; ++i) impl_->ScheduleHeartbeat(i);
   for (unsigned i = 0; i < n; ++i) {
-    impl_->threads.emplace_back([ctx = impl_->contexts[i].get()] { ctx->run(); });
+    impl_->threads.emplace_back([state = impl_->states[i].get(), i] {
+      NameThisThread("pg-net-" + std::to_string(i));
+      state->loop.Run();
+    });
   }
   return Status::Ok();
 }
@@ -124,63 +159,38 @@ void Server::Drain(std::chrono::milliseconds grace) {
   if (impl_->threads.empty()) return;
   auto impl = impl_.get();
   // Stop accepting, then close every connection on its own thread.
-  std::promise<void> accepted_stopped;
-  asio::post(*impl->contexts[0], [impl, &accepted_stopped] {
+  impl->RunOn(0, [impl] {
     impl->stopping = true;
-    boost::system::error_code ec;
-    impl->acceptor->close(ec);
-    impl->retry_timer->cancel();
-    accepted_stopped.set_value();
+    close(impl->listen_fd);
+    impl->listen_fd = -1;
   });
-  accepted_stopped.get_future().wait();
-  impl->accept_loop_holder.reset();
-  for (size_t i = 0; i < impl->heartbeat_timers.size(); ++i) {
-    std::promise<void> cancelled;
-    asio::post(*impl->contexts[i], [&, i] {
-      impl->heartbeat_timers[i]->cancel();
-      cancelled.set_value();
-    });
-    cancelled.get_future().wait();
-  }
-  impl->heartbeat_loops.clear();
-  for (size_t i = 0; i < impl->contexts.size(); ++i) {
-    std::promise<void> done;
-    asio::post(*impl->contexts[i], [state = impl->states[i].get(), &done] {
+  for (size_t i = 0; i < impl->states.size(); ++i) {
+    impl->RunOn(i, [state = impl->states[i].get()] {
       for (Connection* c = state->head; c;) {
         Connection* next = c->next_;
         c->Shutdown();
         c = next;
       }
-      done.set_value();
     });
-    done.get_future().wait();
   }
   // Let close frames flush.
   auto deadline = std::chrono::steady_clock::now() + grace;
   while (std::chrono::steady_clock::now() < deadline) {
     size_t remaining = 0;
-    for (size_t i = 0; i < impl->contexts.size(); ++i) {
-      std::promise<size_t> count;
-      asio::post(*impl->contexts[i], [state = impl->states[i].get(), &count] {
-        size_t n = 0;
-        for (Connection* c = state->head; c; c = c->next_) ++n;
-        count.set_value(n);
+    for (size_t i = 0; i < impl->states.size(); ++i) {
+      impl->RunOn(i, [state = impl->states[i].get(), &remaining] {
+        for (Connection* c = state->head; c; c = c->next_) ++remaining;
       });
-      remaining += count.get_future().get();
     }
     if (remaining == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  for (auto& g : impl->guards) g.reset();
-  for (auto& c : impl->contexts) c->stop();
+  for (auto& state : impl->states) state->loop.Stop();
   for (auto& t : impl->threads) t.join();
   impl->threads.clear();
   // The threads are gone: whatever did not close in time is dropped here.
   for (auto& state : impl->states)
     while (state->head) state->head->Abort();
-  impl->acceptor.reset();
-  impl->retry_timer.reset();
-  impl->heartbeat_timers.clear();
 }
 
 }  // namespace pigeon

@@ -1,4 +1,4 @@
-// Server: the listener and the network threads. One io_context per thread;
+// Server: the listener and the network threads. One EventLoop per thread;
 // accepted sockets are dealt round-robin and stay on their thread for life.
 #pragma once
 

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/ids.h"
+#include "core/thread_name.h"
 
 namespace pigeon::push {
 
@@ -89,6 +90,7 @@ void PushService::Stop() {
 }
 
 void PushService::Run() {
+  NameThisThread("pg-push");
   HttpClient http(options_.http);
   std::unique_lock lock(mu_);
   while (!stopping_) {

@@ -13,6 +13,7 @@
 #include "chat/commit_pipeline.h"
 #include "chat/metrics.h"
 #include "chat/presence_service.h"
+#include "core/thread_name.h"
 #include "gateway/http_api.h"
 #include "gateway/server.h"
 #include "gateway/session_registry.h"
@@ -121,7 +122,9 @@ int main(int argc, char** argv) {
       presence, bus, pipeline, **store,
       {.offline_debounce_ms = static_cast<int64_t>(cfg->presence_debounce_ms)});
   HttpApi api(chat, presence_service, push_service, metrics);
+  NameThisThread("pg-worker");  // the pool's threads inherit the name
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
+  NameThisThread("pigeond");
   GatewayLimits limits;
   limits.max_frame_bytes = cfg->max_frame_bytes;
   limits.max_output_bytes = cfg->max_output_bytes;

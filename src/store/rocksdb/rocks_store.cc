@@ -167,17 +167,19 @@ std::string OutboxKey(std::string_view user) { return std::string(1, 'O').append
 // keys, marks, devices). Appends under one prefix are sequential (a feed's
 // positions, a conversation's seqs), so the memtable keeps an insert hint per
 // prefix and inserts next to the previous key instead of searching the whole
-// skiplist: that search was most of the store's CPU per message.
+// skiplist: that search was most of the store's CPU per message. A record
+// with no suffix (a conversation, user, outbox, token: tag + id) is its own
+// prefix: its next version goes right next to the previous one (the
+// conversation record is rewritten by every commit that adds to it).
 class KeyPrefix : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "pigeon.KeyPrefix"; }
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
     auto* nul = static_cast<const char*>(std::memchr(key.data() + 1, '\0', key.size() - 1));
+    if (!nul) return key;
     return rocksdb::Slice(key.data(), static_cast<size_t>(nul - key.data()) + 1);
   }
-  bool InDomain(const rocksdb::Slice& key) const override {
-    return key.size() > 1 && std::memchr(key.data() + 1, '\0', key.size() - 1) != nullptr;
-  }
+  bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
 Status Corrupt(std::string_view what) {

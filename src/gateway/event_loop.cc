@@ -1,0 +1,119 @@
+#include "gateway/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace pigeon {
+
+EventLoop::EventLoop() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) return;
+  // Edge-triggered, never read: every write is an edge, so the counter need
+  // not be drained (it would take centuries of wake-ups to overflow 2^64).
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.ptr = nullptr;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    close(wake_fd_);
+    wake_fd_ = -1;
+  }
+}
+
+EventLoop::~EventLoop() {
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+Status EventLoop::Add(int fd, Handler* h) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = h;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return Status(ErrorCode::kUnavailable, std::string("epoll_ctl: ") + std::strerror(errno));
+  return Status::Ok();
+}
+
+void EventLoop::After(std::chrono::milliseconds after, std::function<void()> fn) {
+  timers_.push(Timer{Clock::now() + after, ++timer_seq_, std::move(fn)});
+}
+
+void EventLoop::Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+
+void EventLoop::Post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mail_mu_);
+    mail_.push_back(std::move(task));
+    if (mail_woken_) return;  // the coming RunMail takes this one too
+    mail_woken_ = true;
+  }
+  if (!WakeBatch::Defer(this)) Wake();
+}
+
+void EventLoop::Wake() {
+  uint64_t one = 1;
+  ssize_t n = write(wake_fd_, &one, sizeof one);
+  (void)n;  // EAGAIN only at a counter of 2^64-2: the loop is awake anyway
+}
+
+void EventLoop::Stop() {
+  stopping_.store(true, std::memory_order_release);
+  Wake();
+}
+
+int EventLoop::NextTimeoutMs() const {
+  if (!deferred_.empty()) return 0;
+  if (timers_.empty()) return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(timers_.top().at - Clock::now());
+  return left.count() <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 60000));
+}
+
+void EventLoop::RunMail() {
+  {
+    std::lock_guard lock(mail_mu_);
+    running_.swap(mail_);
+    mail_woken_ = false;
+  }
+  for (auto& task : running_) task();
+  running_.clear();
+}
+
+void EventLoop::RunTimers() {
+  if (timers_.empty()) return;
+  auto now = Clock::now();
+  while (!timers_.empty() && timers_.top().at <= now) {
+    auto fn = std::move(const_cast<Timer&>(timers_.top()).fn);
+    timers_.pop();
+    fn();
+  }
+}
+
+void EventLoop::Run() {
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  while (!stopping_.load(std::memory_order_acquire)) {
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs());
+    if (n < 0 && errno != EINTR) break;
+    bool mail = false;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == nullptr) {
+        mail = true;  // after this turn's socket events: they may be answered together
+        continue;
+      }
+      static_cast<Handler*>(events[i].data.ptr)->OnEvents(events[i].events);
+    }
+    if (mail) RunMail();
+    RunTimers();
+    while (!deferred_.empty()) {
+      auto batch = std::move(deferred_);
+      deferred_.clear();
+      for (auto& fn : batch) fn();
+    }
+  }
+}
+
+}  // namespace pigeon

@@ -1,0 +1,96 @@
+// EventLoop: one per network thread, on Linux epoll, edge-triggered.
+//
+// A socket is registered once, for reading and writing, and never re-armed:
+// readiness is reported on every change, and the owner reads until a short
+// read and writes until EAGAIN. (Asio's async_wait re-arms its descriptor with
+// an epoll_ctl on every wait: one extra syscall per message received.)
+//
+// Other threads hand work over with Post(): a mailbox that runs in one turn of
+// the loop, woken by one eventfd write however many tasks arrived meanwhile.
+// Timers are for rare things (heartbeat sweeps, lingering closes, accept
+// retries): a min-heap, at millisecond resolution.
+//
+// A turn: wait for events (or the next timer), run them, then the mail, then
+// due timers, then deferred tasks (the owner's batched writes, releases) until
+// none is left.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <queue>
+#include <vector>
+
+#include "core/status.h"
+#include "core/wake_batch.h"
+
+namespace pigeon {
+
+class EventLoop : public Wakeable {
+ public:
+  class Handler {
+   public:
+    // On the loop's thread: `events` is an epoll mask (EPOLLIN, EPOLLOUT,
+    // EPOLLRDHUP, EPOLLHUP, EPOLLERR).
+    virtual void OnEvents(uint32_t events) = 0;
+
+   protected:
+    ~Handler() = default;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  EventLoop();
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // False if the kernel refused the epoll or eventfd descriptor.
+  bool ok() const { return epoll_fd_ >= 0 && wake_fd_ >= 0; }
+
+  // ---- the loop's thread ----
+  // Runs turns until Stop().
+  void Run();
+  // Watches `fd` (non-blocking) for input and output, edge-triggered, until
+  // it is closed. `h` must stay valid while events for it can be delivered:
+  // until the end of the turn in which the descriptor is closed.
+  Status Add(int fd, Handler* h);
+  // Runs `fn` once, `after` from now (not earlier; late by up to one turn).
+  void After(std::chrono::milliseconds after, std::function<void()> fn);
+  // Runs `fn` at the end of this turn, after its events, mail and timers.
+  void Defer(std::function<void()> fn);
+
+  // ---- any thread ----
+  // Runs `task` on the loop's thread, FIFO. Inside a WakeBatch the wake-up
+  // waits for the batch's end.
+  void Post(std::function<void()> task);
+  void Wake() override;
+  // Makes Run() return after the current turn. Idempotent.
+  void Stop();
+
+ private:
+  struct Timer {
+    Clock::time_point at;
+    uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Timer& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  int NextTimeoutMs() const;
+  void RunMail();
+  void RunTimers();
+
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::function<void()>> deferred_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  uint64_t timer_seq_ = 0;
+
+  std::mutex mail_mu_;
+  std::vector<std::function<void()>> mail_;     // guarded by mail_mu_
+  bool mail_woken_ = false;                     // guarded: a wake-up is on its way
+  std::vector<std::function<void()>> running_;  // the loop's thread only
+};
+
+}  // namespace pigeon
