@@ -1,6 +1,9 @@
 // Black-box tests: the real pigeond on a loopback port, the real protocol
 // over real sockets. Each test names the behaviour it checks.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <set>
 #include <thread>
@@ -484,6 +487,32 @@ TEST_F(Pigeon, HealthReadinessAndMetrics) {
   EXPECT_NE(m.body.find("pigeon_commit_batch_ops_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_commit_seconds_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_errors_total{code=\"bad_request\"} 1"), std::string::npos);
+}
+
+// The server reads a socket until a short read (edge-triggered). When the
+// peer's last bytes and its FIN arrive together, the EOF behind them must
+// still be seen: the socket is closed at once, not left to the heartbeat.
+TEST_F(Pigeon, ASocketWhoseLastFrameAndFinArriveTogetherIsClosed) {
+  auto alice = Login(port(), "alice");
+  auto ws = WsClient::Connect(port(), alice.token);
+  ASSERT_TRUE(ws);
+  auto open = [&] {
+    auto m = Http(port(), "GET", "/metrics");
+    return m.body.find("pigeon_open_sockets 1") != std::string::npos;
+  };
+  ASSERT_TRUE(open());
+  // Corked, the frame waits in the send queue; shutdown sends it with the FIN
+  // in one segment, so the server gets both in one event.
+  int one = 1;
+  ASSERT_EQ(setsockopt(ws->fd(), IPPROTO_TCP, TCP_CORK, &one, sizeof one), 0);
+  ws->SendJson({{"type", "ping"}});
+  ASSERT_EQ(::shutdown(ws->fd(), SHUT_WR), 0);
+  bool closed = false;
+  for (int i = 0; i < 100 && !closed; ++i) {
+    closed = !open();
+    if (!closed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(closed) << "the server kept a socket whose peer had closed";
 }
 
 TEST_F(Pigeon, KeepAliveServesSeveralRequestsOnOneConnection) {

@@ -82,6 +82,8 @@ void ThreadState::Release(std::shared_ptr<Connection> c) {
 
 void Connection::OnEvents(uint32_t events) {
   if (phase_ == Phase::kClosed) return;
+  // The peer closed or reset: its EOF is reported once, so read through to it.
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed_ = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable();
   if (write_waiting_ && phase_ != Phase::kClosed && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
     write_waiting_ = false;
@@ -90,8 +92,9 @@ void Connection::OnEvents(uint32_t events) {
 }
 
 // Edge-triggered: the loop reports new bytes once. A short read means the
-// socket was drained (anything later is a new edge); otherwise, or when this
-// phase does not read, the rest is remembered and read later.
+// socket was drained (anything later is a new edge), unless the peer closed:
+// then it reads on to the EOF. Otherwise, or when this phase does not read,
+// the rest is remembered and read later.
 void Connection::OnReadable() {
   if (phase_ == Phase::kClosed) return;
   read_pending_ = false;
@@ -111,7 +114,7 @@ void Connection::OnReadable() {
     if (n == 0) return Abort();  // EOF
     alive_ = true;
     if (phase_ != Phase::kLingering) OnBytes(buf, static_cast<size_t>(n));  // else discarded
-    if (static_cast<size_t>(n) < ThreadState::kReadBufferBytes) return;
+    if (static_cast<size_t>(n) < ThreadState::kReadBufferBytes && !peer_closed_) return;
   }
   if (phase_ == Phase::kClosed) return;
   read_pending_ = true;

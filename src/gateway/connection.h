@@ -159,6 +159,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   Phase phase_ = Phase::kHttp;
   bool read_pending_ = false;   // readable while not reading (busy, closing): read later
   bool write_waiting_ = false;  // the kernel's buffer is full: EPOLLOUT resumes
+  bool peer_closed_ = false;    // the peer's FIN or reset was reported: read to the EOF
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
   bool registered_ = false;
