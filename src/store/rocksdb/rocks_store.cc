@@ -1,6 +1,8 @@
 #include "store/rocksdb/rocks_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -182,6 +184,29 @@ class KeyPrefix : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
+// WAL files are preallocated with their size (RocksDB's default keeps the
+// size, so every append grows the file). A commit's fdatasync then has no
+// file size to write back with its data.
+class PreallocatedWalFs : public rocksdb::FileSystemWrapper {
+ public:
+  using FileSystemWrapper::FileSystemWrapper;
+  const char* Name() const override { return "pigeon.PreallocatedWalFs"; }
+  rocksdb::FileOptions OptimizeForLogWrite(const rocksdb::FileOptions& f,
+                                           const rocksdb::DBOptions& d) const override {
+    rocksdb::FileOptions o = FileSystemWrapper::OptimizeForLogWrite(f, d);
+    o.fallocate_with_keep_size = false;
+    return o;
+  }
+};
+
+rocksdb::Env* StoreEnv() {
+  // One for the process, never destroyed: stores may close during exit.
+  static rocksdb::Env* env =
+      rocksdb::NewCompositeEnv(std::make_shared<PreallocatedWalFs>(rocksdb::FileSystem::Default()))
+          .release();
+  return env;
+}
+
 Status Corrupt(std::string_view what) {
   return Status(ErrorCode::kInternal, "store: corrupt " + std::string(what));
 }
@@ -194,6 +219,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_total_wal_size = 256 << 20;
+  o.env = StoreEnv();
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<KeyPrefix>();
   // A bloom filter over the memtable's keys: the dedup lookup of every new
   // message is a miss, answered without walking the skiplist.
