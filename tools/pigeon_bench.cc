@@ -188,6 +188,7 @@ struct Sock {
   bool upgraded = false;
   int64_t messages_seen = 0;
   int64_t t_upgraded = 0, t_done = 0;
+  int connect_errno = 0;  // connect() failed at once
 };
 
 // Blocking connect + upgrade; then the socket is made non-blocking.
@@ -882,7 +883,10 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
     setsockopt(s.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     ::bind(s.fd, reinterpret_cast<sockaddr*>(&src), sizeof(src));
     setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ::connect(s.fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));  // EINPROGRESS
+    if (::connect(s.fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0 &&
+        errno != EINPROGRESS) {
+      s.connect_errno = errno;
+    }
     s.out = UpgradeRequest(plan.users[i].token, start_cursor);
     s.reader = std::make_unique<ws::FrameReader>(1 << 24, false);
     epoll_event ev{};
@@ -892,13 +896,22 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
   }
   size_t done = 0, failed = 0;
   std::vector<epoll_event> events(1024);
-  const int64_t hard_end = t0 + 120'000'000'000LL;
+  const int64_t hard_end = t0 + 30'000'000'000LL;
   uint64_t reorder = 0;
   while (done + failed < socks.size() && NowNs() < hard_end) {
     int k = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 100);
     for (int e = 0; e < k; ++e) {
       auto& s = socks[events[e].data.u32];
       if (s.t_done || s.fd < 0) continue;
+      if ((events[e].events & (EPOLLERR | EPOLLHUP)) && !s.upgraded) {
+        int err = s.connect_errno;
+        socklen_t len = sizeof err;
+        if (!err) getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (!failed)
+          std::fprintf(stderr, "storm: connect failed (%s)\n", std::strerror(err ? err : EPIPE));
+        ++failed, ::close(s.fd), s.fd = -1;
+        continue;
+      }
       if (!s.out.empty()) {
         FlushOut(s);
         if (s.out.empty()) {
@@ -956,6 +969,28 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
         ++failed, ::close(s.fd), s.fd = -1;
       }
     }
+  }
+  if (done + failed < socks.size()) {
+    // Stuck: still open, never finished. Say where they stopped.
+    size_t unsent = 0, no_answer = 0, partial = 0;
+    int64_t example_seen = -1;
+    for (auto& s : socks) {
+      if (s.t_done || s.fd < 0) continue;
+      if (!s.out.empty()) {
+        ++unsent;
+      } else if (!s.upgraded) {
+        ++no_answer;
+      } else {
+        ++partial;
+        example_seen = s.messages_seen;
+      }
+    }
+    std::fprintf(stderr,
+                 "storm: %zu sockets stuck after %.0f s: %zu with the request unsent, %zu with no "
+                 "answer, %zu upgraded but short of messages (one has %lld of %lld)\n",
+                 socks.size() - done - failed, static_cast<double>(NowNs() - t0) / 1e9, unsent,
+                 no_answer, partial, static_cast<long long>(example_seen),
+                 static_cast<long long>(want));
   }
   // Results as a RoundResult: ack = time to upgrade, e2e = time to hold the whole feed.
   RoundResult r;

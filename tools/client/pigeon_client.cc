@@ -27,6 +27,11 @@ int ConnectLoopback(uint16_t port, int source_index) {
   if (fd < 0) throw std::runtime_error("socket failed");
   if (source_index > 0) {
     // From 127.0.0.(1 + source_index): ephemeral ports are per source address.
+    // The port is picked at connect(), by the whole 4-tuple: a bind() that
+    // picks it reserves it for every destination, and the bench's closed
+    // sockets, in TIME_WAIT for a minute, then starve later runs of ports.
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     sockaddr_in src{};
     src.sin_family = AF_INET;
     src.sin_addr.s_addr = htonl(0x7f000001 + static_cast<uint32_t>(source_index));
