@@ -33,8 +33,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -90,6 +92,36 @@ double CpuSeconds(pid_t pid) {
   // fields[0] is field 3 (state); utime is field 14, stime 15.
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds (user + system) of each group of `pid`'s threads, by name with
+// any "-N" suffix dropped and RocksDB's "rocksdb:*" threads together: pigeond
+// names its threads pg-net-N, pg-commit, pg-worker, pg-presence, pg-push.
+std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  for (auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream cf(task.path() / "comm");
+    std::string name;
+    std::getline(cf, name);
+    if (name.rfind("rocksdb:", 0) == 0) name = "rocksdb";
+    auto dash = name.find_last_of('-');
+    if (dash != std::string::npos && dash + 1 < name.size() &&
+        name.find_first_not_of("0123456789", dash + 1) == std::string::npos)
+      name.resize(dash);
+    std::ifstream sf(task.path() / "stat");
+    std::string s((std::istreambuf_iterator<char>(sf)), std::istreambuf_iterator<char>());
+    auto close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(s.substr(close + 2));
+    std::vector<std::string> fields;
+    for (std::string tok; rest >> tok;) fields.push_back(tok);
+    if (fields.size() < 13) continue;
+    out[name] +=
+        (std::stod(fields[11]) + std::stod(fields[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return out;
 }
 
 // ---- latency summary ----------------------------------------------------------------
@@ -621,6 +653,7 @@ struct RoundReport {
   Round round;
   RoundResult result;
   double cpu_us_per_msg = 0;
+  std::map<std::string, double> cpu_by_thread;  // µs per message
   double achieved = 0;
   Summary ack, e2e;
   bool ok = false;
@@ -637,21 +670,32 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
     double cpu0 = CpuSeconds(pid);
+    auto threads0 = ThreadCpuSeconds(pid);
     int64_t t0 = NowNs();
     fleet.Go();
     double cpu1 = -1;
+    std::map<std::string, double> threads1;
     if (!round.burst) {
       // Server CPU over the sending window.
       std::this_thread::sleep_until(std::chrono::steady_clock::time_point(
           std::chrono::nanoseconds(t0 + static_cast<int64_t>(round.duration * 1e9))));
       cpu1 = CpuSeconds(pid);
+      threads1 = ThreadCpuSeconds(pid);
     }
     RoundReport rep;
     rep.round = round;
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
-    if (cpu1 < 0) cpu1 = CpuSeconds(pid);
+    if (cpu1 < 0) {
+      cpu1 = CpuSeconds(pid);
+      threads1 = ThreadCpuSeconds(pid);
+    }
     auto& r = rep.result;
-    rep.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / static_cast<double>(std::max<uint64_t>(1, r.acked));
+    const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
+    rep.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / msgs;
+    for (auto& [name, secs] : threads1) {
+      double d = (secs - threads0[name]) * 1e6 / msgs;
+      if (d > 0) rep.cpu_by_thread[name] = d;
+    }
     rep.achieved = static_cast<double>(r.acked) / std::max(1e-9, r.send_secs);
     rep.ack = Summarize(r.ack);
     rep.e2e = Summarize(r.e2e);
@@ -668,7 +712,9 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     PrintLatencyHeader();
     PrintLatency("ack latency", rep.ack);
     PrintLatency("end-to-end", rep.e2e);
-    std::printf("server CPU        %.1f us per message (user+system)\n", rep.cpu_us_per_msg);
+    std::printf("server CPU        %.1f us per message (user+system)", rep.cpu_us_per_msg);
+    for (auto& [name, us] : rep.cpu_by_thread) std::printf("; %s %.1f", name.c_str(), us);
+    std::printf("\n");
     std::printf(
         "audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu\n\n",
         rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost, (unsigned long long)r.dup_or_reorder,
@@ -677,6 +723,12 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     reports.push_back(std::move(rep));
   }
   return reports;
+}
+
+json::object ByThread(const std::map<std::string, double>& m) {
+  json::object o;
+  for (auto& [name, us] : m) o[name] = us;
+  return o;
 }
 
 json::object ToJson(const RoundReport& rep) {
@@ -691,6 +743,7 @@ json::object ToJson(const RoundReport& rep) {
                  {"e2e_latency", ToJson(rep.e2e)},
                  {"e2e_histogram", Histogram(r.e2e)},
                  {"server_cpu_us_per_msg", rep.cpu_us_per_msg},
+                 {"server_cpu_us_per_msg_by_thread", ByThread(rep.cpu_by_thread)},
                  {"lost", r.lost},
                  {"duplicate_or_reordered", r.dup_or_reorder},
                  {"gaps", r.gaps},
