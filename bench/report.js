@@ -89,7 +89,10 @@ if (idle.length) {
   const k = median(idle.map((r) => r.kernel_slab_bytes_per_pair));
   out.push(`## Idle connections (${idle.length} runs)`, '');
   out.push(`${n(idle[0].sockets)} authenticated idle WebSockets from ${idle[0].procs} processes: **${n(u)} bytes** of pigeond ` +
-    `user space per socket (runs: ${idle.map((r) => n(r.user_bytes_per_socket)).join(', ')}; budget 1,024), ` +
+    `user space per socket (runs: ${idle.map((r) => n(r.user_bytes_per_socket)).join(', ')}; budget 1,024)` +
+    (idle[0].user_bytes_per_socket_marginal !== undefined
+      ? `, ${n(median(idle.map((r) => r.user_bytes_per_socket_marginal)))} bytes marginal (the second half of the sockets), `
+      : ', ') +
     `${n(k)} bytes of kernel slab per loopback pair. ` +
     `Projected for 1,000,000 sockets: ${f(u * 1e6 / 1e9)} GB user space + ${f(k / 2 * 1e6 / 1e9)} GB kernel (half of each pair).`, '');
 }

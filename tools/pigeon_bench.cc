@@ -776,31 +776,52 @@ int Idle(Target& t, int sockets, int procs, json::object& report) {
   plan.users = users;
   plan.procs = procs;
   {
+    // Each worker opens half its sockets, waits for the parent to measure,
+    // then opens the rest: the second half's growth is the marginal cost,
+    // free of whatever the first sockets' growth absorbed.
     Fleet fleet(procs, sockets, [&](int w, int lo, int hi, int in, int out) {
       std::vector<int> fds;
       char r = 'r';
-      for (int i = lo; i < hi && r == 'r'; ++i) {
-        std::string leftover;
-        int fd = OpenWs(plan.port, users[i].token, 1 + w, &leftover);
-        if (fd < 0) r = 'x';
-        fds.push_back(fd);
-      }
-      WriteAll(out, &r, 1);
+      int mid = lo + (hi - lo) / 2;
+      auto open = [&](int from, int to) {
+        for (int i = from; i < to && r == 'r'; ++i) {
+          std::string leftover;
+          int fd = OpenWs(plan.port, users[i].token, 1 + w, &leftover);
+          if (fd < 0) r = 'x';
+          fds.push_back(fd);
+        }
+        WriteAll(out, &r, 1);
+      };
       char c;
+      open(lo, mid);
+      if (!ReadAll(in, &c, 1) || r != 'r') return 1;
+      open(mid, hi);
       (void)ReadAll(in, &c, 1);  // held open until the parent has measured
       return r == 'r' ? 0 : 1;
     });
     if (!fleet.AllReady()) throw std::runtime_error("a worker could not open its sockets");
     std::this_thread::sleep_for(std::chrono::seconds(2));
+    int64_t rss_half = StatusKb(t.pid, "VmRSS");
+    fleet.Go();
+    if (!fleet.AllReady()) throw std::runtime_error("a worker could not open its sockets");
+    int first_half = 0;  // as Fleet deals users: whole pairs per worker
+    for (int w = 0, per = ((sockets / procs) + 1) & ~1; w < procs; ++w) {
+      int lo = std::min(sockets, w * per), hi = std::min(sockets, lo + per);
+      first_half += (hi - lo) / 2;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
     int64_t rss1 = StatusKb(t.pid, "VmRSS"), slab1 = MeminfoKb("Slab"),
             tcp1 = SockstatTcpMemPages();
     double user_b = static_cast<double>(rss1 - rss0) * 1024.0 / sockets;
+    double marginal_b =
+        static_cast<double>(rss1 - rss_half) * 1024.0 / std::max(1, sockets - first_half);
     // Both ends of each connection are on this machine: kernel figures cover a pair.
     double slab_b = static_cast<double>(slab1 - slab0) * 1024.0 / sockets;
     double tcp_b = static_cast<double>(tcp1 - tcp0) * 4096.0 / sockets;
     std::printf("idle sockets            %d (from %d processes)\n", sockets, procs);
     std::printf("pigeond RSS             %lld KiB -> %lld KiB\n", (long long)rss0, (long long)rss1);
-    std::printf("user space per socket   %.0f bytes\n", user_b);
+    std::printf("user space per socket   %.0f bytes (marginal, the second half: %.0f bytes)\n",
+                user_b, marginal_b);
     std::printf("kernel slab per pair    %.0f bytes (client + server socket)\n", slab_b);
     std::printf("kernel TCP buffers/pair %.0f bytes\n", tcp_b);
     std::printf("projected, 1M sockets   %.2f GB user space + %.2f GB kernel (half of each pair)\n",
@@ -811,6 +832,7 @@ int Idle(Target& t, int sockets, int procs, json::object& report) {
               {"rss_before_kib", rss0},
               {"rss_after_kib", rss1},
               {"user_bytes_per_socket", user_b},
+              {"user_bytes_per_socket_marginal", marginal_b},
               {"kernel_slab_bytes_per_pair", slab_b},
               {"kernel_tcp_buffer_bytes_per_pair", tcp_b}};
   }
