@@ -188,6 +188,34 @@ TEST_F(Pigeon, SinceReplaysTheFeedThenGoesLiveWithoutGapOrRepeat) {
   EXPECT_FALSE(wb->NextOfType("message", 300));
 }
 
+// A replay larger than the kernel's socket buffers, to a device that does not
+// read at first: the server's writes hit EAGAIN, wait for the socket to drain
+// (EPOLLOUT) and resume, page after page, with nothing lost or reordered.
+TEST_F(Pigeon, ALargeReplayToAReaderThatStallsResumesWhenItDrains) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto start = S(Http(port(), "GET", "/api/v1/messages", "", bob.token).json.at("next_cursor"));
+  auto wa = WsClient::Connect(port(), alice.token);
+  const int kMessages = 2000;  // 8 KB each: 16 MB, past the kernel's buffers on both ends
+  const std::string body(8000, 'b');
+  for (int i = 1; i <= kMessages; ++i) {
+    wa->SendJson(SendFrameJson(conv, "big" + std::to_string(i), body));
+    if (i % 500 == 0) {
+      for (int k = 0; k < 500; ++k) ASSERT_TRUE(wa->NextOfType("ack"));
+    }
+  }
+  auto wb = WsClient::Connect(port(), bob.token, start);
+  ASSERT_TRUE(wb);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // not reading: the server blocks
+  for (int expect = 1; expect <= kMessages; ++expect) {
+    auto m = wb->NextOfType("message");
+    ASSERT_TRUE(m) << "missing seq " << expect;
+    ASSERT_EQ(I(m->at("seq")), expect);
+    ASSERT_EQ(S(m->at("body")).size(), body.size());
+  }
+  EXPECT_FALSE(wb->NextOfType("message", 300));
+}
+
 TEST_F(Pigeon, TwoDevicesSendingConcurrentlyKeepOneOrderForEveryone) {
   auto phone = Login(port(), "alice"), laptop = Login(port(), "alice");
   auto bob = Login(port(), "bob");
