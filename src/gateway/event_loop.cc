@@ -1,5 +1,6 @@
 #include "gateway/event_loop.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -97,7 +98,11 @@ void EventLoop::Run() {
   epoll_event events[kMaxEvents];
   while (!stopping_.load(std::memory_order_acquire)) {
     int n = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs());
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("event loop: epoll_wait failed ({}); this network thread stops",
+                       std::strerror(errno));
+      break;
+    }
     bool mail = false;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.ptr == nullptr) {
