@@ -81,18 +81,23 @@ int64_t SockstatTcpMemPages() {
 }
 
 // utime + stime of a process, in seconds.
-double CpuSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+// User + system CPU seconds from a /proc/.../stat file (a process's or a
+// thread's); 0 if it cannot be read.
+double StatCpuSeconds(const std::string& path) {
+  std::ifstream f(path);
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   auto close = s.rfind(')');
+  if (close == std::string::npos || close + 2 > s.size()) return 0;
   std::istringstream rest(s.substr(close + 2));
-  std::string tok;
   std::vector<std::string> fields;
-  while (rest >> tok) fields.push_back(tok);
+  for (std::string tok; rest >> tok;) fields.push_back(tok);
+  if (fields.size() < 13) return 0;
   // fields[0] is field 3 (state); utime is field 14, stime 15.
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
+
+double CpuSeconds(pid_t pid) { return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat"); }
 
 // CPU seconds (user + system) of each group of `pid`'s threads, by name with
 // any "-N" suffix dropped and RocksDB's "rocksdb:*" threads together: pigeond
@@ -110,16 +115,7 @@ std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
     if (dash != std::string::npos && dash + 1 < name.size() &&
         name.find_first_not_of("0123456789", dash + 1) == std::string::npos)
       name.resize(dash);
-    std::ifstream sf(task.path() / "stat");
-    std::string s((std::istreambuf_iterator<char>(sf)), std::istreambuf_iterator<char>());
-    auto close = s.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(s.substr(close + 2));
-    std::vector<std::string> fields;
-    for (std::string tok; rest >> tok;) fields.push_back(tok);
-    if (fields.size() < 13) continue;
-    out[name] +=
-        (std::stod(fields[11]) + std::stod(fields[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    out[name] += StatCpuSeconds(task.path() / "stat");
   }
   return out;
 }
