@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
 
-.PHONY: deps build build-asan run test test-release test-asan bench format clean
+.PHONY: deps build build-asan run test test-release test-asan bench format format-check clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -28,7 +28,7 @@ test-release: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2
 
-test: test-release test-asan
+test: format-check test-release test-asan
 
 # Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
 bench: build
@@ -36,6 +36,10 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# Fails on any source file that `make format` would change.
+format-check: deps
+	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h') && echo "clang-format: clean"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
