@@ -1,8 +1,11 @@
 // The MessageStore contract. Every backend runs this suite (GoogleTest typed
 // tests): add a backend by adding a Backend class to kBackends.
 #include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <sched.h>
 
 #include <filesystem>
+#include <future>
 #include <random>
 
 #include "core/ids.h"
@@ -285,6 +288,22 @@ TYPED_TEST(StoreContract, LastSeenAndPrivacyPersist) {
   EXPECT_EQ(u->last_seen_ms, 12345);
   EXPECT_TRUE(u->hides_last_seen);
   EXPECT_EQ(u->password_hash, "h");
+}
+
+// RocksDB-specific (not part of the contract): the store's flushes and
+// compactions run on its environment's HIGH and LOW pools, which an open
+// RocksStore puts under SCHED_IDLE so they never take a core from the network
+// threads or the committer (docs/operations.md, Threads).
+TEST(RocksStoreBackground, FlushesAndCompactionsRunUnderSchedIdle) {
+  RocksBackend backend;
+  auto store = backend.Open();
+  for (auto pool : {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW}) {
+    std::promise<int> policy;
+    rocksdb::Env::Default()->Schedule(
+        [](void* p) { static_cast<std::promise<int>*>(p)->set_value(sched_getscheduler(0)); },
+        &policy, pool);
+    EXPECT_EQ(policy.get_future().get(), SCHED_IDLE) << "pool " << static_cast<int>(pool);
+  }
 }
 
 }  // namespace
