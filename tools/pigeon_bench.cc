@@ -169,6 +169,44 @@ void PrintLatency(const char* name, const Summary& s) {
   std::printf("%-17s %8.3f %8.3f %8.3f %8.3f %8.3f\n", name, s.p50, s.p90, s.p99, s.p999, s.max);
 }
 
+// End-to-end p99 per window of send time: a stall of the server (a memtable
+// flush, say) shows as a run of bad windows rather than as one p99.
+struct Timeline {
+  double window_s = 0.25;
+  std::vector<double> p99_ms;  // per window, from the first send
+};
+
+Timeline WindowP99(const std::vector<int64_t>& e2e, const std::vector<int64_t>& sent,
+                   double window_s) {
+  Timeline t;
+  t.window_s = window_s;
+  if (e2e.empty() || sent.size() != e2e.size()) return t;
+  const int64_t t0 = *std::min_element(sent.begin(), sent.end());
+  const auto w = static_cast<int64_t>(window_s * 1e9);
+  std::vector<std::vector<int64_t>> windows;
+  for (size_t i = 0; i < e2e.size(); ++i) {
+    auto k = static_cast<size_t>((sent[i] - t0) / w);
+    if (k >= windows.size()) windows.resize(k + 1);
+    windows[k].push_back(e2e[i]);
+  }
+  for (auto& v : windows) t.p99_ms.push_back(Summarize(v).p99);
+  return t;
+}
+
+void PrintTimeline(const Timeline& t, double over_ms) {
+  if (t.p99_ms.empty()) return;
+  std::vector<double> sorted = t.p99_ms;
+  std::sort(sorted.begin(), sorted.end());
+  auto worst = std::max_element(t.p99_ms.begin(), t.p99_ms.end());
+  auto over = std::count_if(sorted.begin(), sorted.end(), [&](double v) { return v > over_ms; });
+  std::printf(
+      "e2e p99 per %.2f s median %.2f ms, worst %.2f ms (from %.2f s); %lld of %zu windows over "
+      "%.0f ms\n",
+      t.window_s, sorted[sorted.size() / 2], *worst,
+      t.window_s * static_cast<double>(worst - t.p99_ms.begin()), static_cast<long long>(over),
+      sorted.size(), over_ms);
+}
+
 // ---- frames without a JSON tree: the server's frames have a fixed shape ----------------
 
 // The raw text of "key": a string's contents (no unescaping) or a number.
@@ -351,6 +389,7 @@ struct RoundResult {
   uint64_t sent = 0, acked = 0, errors = 0, dup_or_reorder = 0, gaps = 0, lost = 0;
   double send_secs = 0;  // first send to the last send or ack, whichever is later
   std::vector<int64_t> ack, e2e;
+  std::vector<int64_t> e2e_sent;  // each e2e sample's send time (CLOCK_MONOTONIC ns)
 };
 
 bool WriteAll(int fd, const void* p, size_t n) {
@@ -381,6 +420,10 @@ void WriteResult(int fd, const RoundResult& r) {
   WriteAll(fd, &r.send_secs, sizeof(r.send_secs));
   WriteAll(fd, r.ack.data(), r.ack.size() * sizeof(int64_t));
   WriteAll(fd, r.e2e.data(), r.e2e.size() * sizeof(int64_t));
+  std::vector<int64_t> unknown;  // results without send times (the storm's)
+  const auto* sent = &r.e2e_sent;
+  if (sent->size() != r.e2e.size()) sent = &(unknown = std::vector<int64_t>(r.e2e.size(), 0));
+  WriteAll(fd, sent->data(), sent->size() * sizeof(int64_t));
 }
 bool ReadResult(int fd, RoundResult& r) {
   uint64_t h[8];
@@ -389,8 +432,10 @@ bool ReadResult(int fd, RoundResult& r) {
   r.lost = h[5];
   r.ack.resize(h[6]);
   r.e2e.resize(h[7]);
+  r.e2e_sent.resize(h[7]);
   return ReadAll(fd, r.ack.data(), h[6] * sizeof(int64_t)) &&
-         ReadAll(fd, r.e2e.data(), h[7] * sizeof(int64_t));
+         ReadAll(fd, r.e2e.data(), h[7] * sizeof(int64_t)) &&
+         ReadAll(fd, r.e2e_sent.data(), h[7] * sizeof(int64_t));
 }
 
 // One worker's devices and its traffic rounds.
@@ -427,6 +472,7 @@ class Worker {
     std::vector<int64_t> sent_at(total, 0);
     r.ack.reserve(total);
     r.e2e.reserve(total);
+    r.e2e_sent.reserve(total);
     const std::string pad(static_cast<size_t>(std::max(0, plan_.body_bytes - 22)), 'x');
     const int64_t t0 = NowNs();
     const int64_t send_end = round.burst ? t0 : t0 + static_cast<int64_t>(round.duration * 1e9);
@@ -482,10 +528,13 @@ class Worker {
       for (int e = 0; e < k; ++e) {
         auto& s = socks_[events[e].data.u32];
         char buf[65536];
+        // Level-triggered: a short read drained the socket, and anything left
+        // is reported again; no read just to see EAGAIN.
         for (;;) {
           ssize_t got = ::recv(s.fd, buf, sizeof(buf), MSG_DONTWAIT);
           if (got <= 0) break;
           s.in.append(buf, static_cast<size_t>(got));
+          if (static_cast<size_t>(got) < sizeof(buf)) break;
         }
         int64_t rnow = NowNs();
         size_t used = s.reader->Consume(s.in.data(), s.in.size(), [&](const ws::Event& ev) {
@@ -509,8 +558,11 @@ class Worker {
               if (seq > s.next_seq) ++r.gaps;
               s.next_seq = seq + 1;
             }
-            if (Field(f, "sender") != plan_.users[s.user].user_id)
-              r.e2e.push_back(rnow - ToInt(Field(f, "body").substr(2)));
+            if (Field(f, "sender") != plan_.users[s.user].user_id) {
+              int64_t at = ToInt(Field(f, "body").substr(2));
+              r.e2e.push_back(rnow - at);
+              r.e2e_sent.push_back(at);
+            }
           } else if (type == "error") {
             ++r.errors;
           }
@@ -614,10 +666,17 @@ class Fleet {
       total.send_secs = std::max(total.send_secs, r.send_secs);
       total.ack.insert(total.ack.end(), r.ack.begin(), r.ack.end());
       total.e2e.insert(total.e2e.end(), r.e2e.begin(), r.e2e.end());
+      total.e2e_sent.insert(total.e2e_sent.end(), r.e2e_sent.begin(), r.e2e_sent.end());
     }
     return true;
   }
   size_t size() const { return kids_.size(); }
+  // CPU seconds used so far by the worker processes (the load generator).
+  double WorkerCpuSeconds() const {
+    double sum = 0;
+    for (auto& k : kids_) sum += bench::CpuSeconds(k.pid);
+    return sum;
+  }
 
  private:
   struct Kid {
@@ -649,9 +708,11 @@ struct RoundReport {
   Round round;
   RoundResult result;
   double cpu_us_per_msg = 0;
+  double loadgen_us_per_msg = 0;                // the load generator's own CPU
   std::map<std::string, double> cpu_by_thread;  // µs per message
   double achieved = 0;
   Summary ack, e2e;
+  Timeline e2e_windows;
   bool ok = false;
 };
 
@@ -665,17 +726,18 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   std::vector<RoundReport> reports;
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
-    double cpu0 = CpuSeconds(pid);
+    double cpu0 = CpuSeconds(pid), gen0 = fleet.WorkerCpuSeconds();
     auto threads0 = ThreadCpuSeconds(pid);
     int64_t t0 = NowNs();
     fleet.Go();
-    double cpu1 = -1;
+    double cpu1 = -1, gen1 = 0;
     std::map<std::string, double> threads1;
     if (!round.burst) {
       // Server CPU over the sending window.
       std::this_thread::sleep_until(std::chrono::steady_clock::time_point(
           std::chrono::nanoseconds(t0 + static_cast<int64_t>(round.duration * 1e9))));
       cpu1 = CpuSeconds(pid);
+      gen1 = fleet.WorkerCpuSeconds();
       threads1 = ThreadCpuSeconds(pid);
     }
     RoundReport rep;
@@ -683,18 +745,21 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
     if (cpu1 < 0) {
       cpu1 = CpuSeconds(pid);
+      gen1 = fleet.WorkerCpuSeconds();
       threads1 = ThreadCpuSeconds(pid);
     }
     auto& r = rep.result;
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
     rep.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / msgs;
+    rep.loadgen_us_per_msg = (gen1 - gen0) * 1e6 / msgs;
     for (auto& [name, secs] : threads1) {
       double d = (secs - threads0[name]) * 1e6 / msgs;
       if (d > 0) rep.cpu_by_thread[name] = d;
     }
     rep.achieved = static_cast<double>(r.acked) / std::max(1e-9, r.send_secs);
     rep.ack = Summarize(r.ack);
-    rep.e2e = Summarize(r.e2e);
+    if (!round.burst) rep.e2e_windows = WindowP99(r.e2e, r.e2e_sent, 0.25);
+    rep.e2e = Summarize(r.e2e);  // sorts: after the windows
     rep.ok =
         r.lost == 0 && r.dup_or_reorder == 0 && r.gaps == 0 && r.errors == 0 && r.acked == r.sent;
     if (round.burst)
@@ -708,9 +773,11 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     PrintLatencyHeader();
     PrintLatency("ack latency", rep.ack);
     PrintLatency("end-to-end", rep.e2e);
+    PrintTimeline(rep.e2e_windows, 5);
     std::printf("server CPU        %.1f us per message (user+system)", rep.cpu_us_per_msg);
     for (auto& [name, us] : rep.cpu_by_thread) std::printf("; %s %.1f", name.c_str(), us);
-    std::printf("\n");
+    std::printf("\nload generator    %.1f us of CPU per message (its %d processes)\n",
+                rep.loadgen_us_per_msg, plan.procs);
     std::printf(
         "audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu\n\n",
         rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost, (unsigned long long)r.dup_or_reorder,
@@ -738,8 +805,11 @@ json::object ToJson(const RoundReport& rep) {
                  {"ack_latency", ToJson(rep.ack)},
                  {"e2e_latency", ToJson(rep.e2e)},
                  {"e2e_histogram", Histogram(r.e2e)},
+                 {"e2e_p99_window_s", rep.e2e_windows.window_s},
+                 {"e2e_p99_by_window_ms", json::value_from(rep.e2e_windows.p99_ms)},
                  {"server_cpu_us_per_msg", rep.cpu_us_per_msg},
                  {"server_cpu_us_per_msg_by_thread", ByThread(rep.cpu_by_thread)},
+                 {"load_generator_cpu_us_per_msg", rep.loadgen_us_per_msg},
                  {"lost", r.lost},
                  {"duplicate_or_reordered", r.dup_or_reorder},
                  {"gaps", r.gaps},
