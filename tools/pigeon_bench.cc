@@ -414,28 +414,25 @@ bool ReadAll(int fd, void* p, size_t n) {
 }
 
 void WriteResult(int fd, const RoundResult& r) {
-  uint64_t h[8] = {r.sent, r.acked, r.errors,     r.dup_or_reorder,
-                   r.gaps, r.lost,  r.ack.size(), r.e2e.size()};
+  uint64_t h[9] = {r.sent, r.acked,      r.errors,     r.dup_or_reorder, r.gaps,
+                   r.lost, r.ack.size(), r.e2e.size(), r.e2e_sent.size()};
   WriteAll(fd, h, sizeof(h));
   WriteAll(fd, &r.send_secs, sizeof(r.send_secs));
   WriteAll(fd, r.ack.data(), r.ack.size() * sizeof(int64_t));
   WriteAll(fd, r.e2e.data(), r.e2e.size() * sizeof(int64_t));
-  std::vector<int64_t> unknown;  // results without send times (the storm's)
-  const auto* sent = &r.e2e_sent;
-  if (sent->size() != r.e2e.size()) sent = &(unknown = std::vector<int64_t>(r.e2e.size(), 0));
-  WriteAll(fd, sent->data(), sent->size() * sizeof(int64_t));
+  WriteAll(fd, r.e2e_sent.data(), r.e2e_sent.size() * sizeof(int64_t));  // empty for the storm
 }
 bool ReadResult(int fd, RoundResult& r) {
-  uint64_t h[8];
+  uint64_t h[9];
   if (!ReadAll(fd, h, sizeof(h)) || !ReadAll(fd, &r.send_secs, sizeof(r.send_secs))) return false;
   r.sent = h[0], r.acked = h[1], r.errors = h[2], r.dup_or_reorder = h[3], r.gaps = h[4],
   r.lost = h[5];
   r.ack.resize(h[6]);
   r.e2e.resize(h[7]);
-  r.e2e_sent.resize(h[7]);
+  r.e2e_sent.resize(h[8]);
   return ReadAll(fd, r.ack.data(), h[6] * sizeof(int64_t)) &&
          ReadAll(fd, r.e2e.data(), h[7] * sizeof(int64_t)) &&
-         ReadAll(fd, r.e2e_sent.data(), h[7] * sizeof(int64_t));
+         ReadAll(fd, r.e2e_sent.data(), h[8] * sizeof(int64_t));
 }
 
 // One worker's devices and its traffic rounds.
