@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "client/pigeon_client.h"
@@ -621,6 +624,29 @@ TEST_F(Pigeon, DataSurvivesARestart) {
   ASSERT_EQ(feed.size(), 1u);
   EXPECT_EQ(S(feed[0].at("body")), "persisted");
   EXPECT_EQ(Http(port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+}
+
+// A process's descriptor table grows by doubling, and once it has threads each
+// doubling stalls the thread that opened the descriptor for an RCU grace
+// period. pigeond sizes the table for its open-file limit before it starts any.
+TEST_F(Pigeon, DescriptorTableIsSizedForTheOpenFileLimitAtStart) {
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+  const uint64_t want = std::min<uint64_t>(lim.rlim_max, uint64_t{1} << 20);
+  std::ifstream status("/proc/" + std::to_string(server_.pid()) + "/status");
+  uint64_t fd_size = 0;
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("FDSize:", 0) == 0) fd_size = std::stoull(line.substr(7));
+  EXPECT_GE(fd_size, want);
+  // The soft limit was raised to the hard one.
+  std::ifstream limits("/proc/" + std::to_string(server_.pid()) + "/limits");
+  std::string soft;
+  for (std::string line; std::getline(limits, line);)
+    if (line.rfind("Max open files", 0) == 0) {
+      std::istringstream in(line.substr(14));
+      in >> soft;
+    }
+  EXPECT_EQ(soft, lim.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(lim.rlim_max));
 }
 
 TEST(AdminSeedUsers, SeededAccountsAreRealAndARepeatCreatesNothing) {
