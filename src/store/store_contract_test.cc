@@ -211,6 +211,30 @@ TYPED_TEST(StoreContract, EverythingSurvivesReopenAndCountersContinue) {
   EXPECT_TRUE(this->store_->Check().ok());
 }
 
+// Readers see a conversation's last seq as of the last commit, before and
+// after a reopen, never a neighbouring conversation's (ids that sort next to it).
+TYPED_TEST(StoreContract, ConversationsReportTheirLastSeqAcrossReopen) {
+  auto ab = this->Conv("alice", "bob");
+  auto ac = this->Conv("alice", "carol");
+  EXPECT_EQ(this->store_->GetConversation(ab)->last_seq, 0u);
+  for (int i = 0; i < 3; ++i) this->Append("alice", ab, "k" + std::to_string(i));
+  this->Append("carol", ac, "c0");
+  auto check = [&] {
+    EXPECT_EQ(this->store_->GetConversation(ab)->last_seq, 3u);
+    EXPECT_EQ(this->store_->GetConversation(ac)->last_seq, 1u);
+    auto list = this->store_->ListConversations("alice");
+    ASSERT_TRUE(list.ok());
+    ASSERT_EQ(list->size(), 2u);
+    for (auto& c : *list) EXPECT_EQ(c.last_seq, c.id == ab ? 3u : 1u);
+  };
+  check();
+  this->Reopen();
+  check();
+  // The next message continues the sequence; reading past the end is refused.
+  EXPECT_EQ(this->Append("bob", ab, "b0").message.seq, 4u);
+  EXPECT_EQ(this->One(op::MarkRead{"alice", ac, 2}).status.code(), ErrorCode::kBadRequest);
+}
+
 TYPED_TEST(StoreContract, ConfirmingTheFeedMakesOneDeliveredReceiptPerAdvance) {
   auto id = this->Conv("alice", "bob");
   (void)this->Append("alice", id, "a1");

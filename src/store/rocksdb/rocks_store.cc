@@ -289,12 +289,9 @@ void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string key) {
 
 Conversation* RocksStore::LoadConversation(const std::string& id) {
   if (auto it = conversations_.find(id); it != conversations_.end()) return &it->second;
-  std::string v;
-  Conversation c;
-  if (!db_->Get(rocksdb::ReadOptions(), ConvKey(id), &v).ok() ||
-      !records::DecodeConversation(v, &c))
-    return nullptr;
-  return &conversations_.emplace(id, std::move(c)).first->second;
+  auto c = GetConversation(id);
+  if (!c.ok()) return nullptr;
+  return &conversations_.emplace(id, std::move(*c)).first->second;
 }
 
 FeedPos RocksStore::ReadHead(std::string_view user) {
@@ -360,7 +357,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectCon
     Conversation fresh{id, {o.user_id, o.peer_id}, 0};
     std::sort(fresh.members.begin(), fresh.members.end());
     c = &conversations_.emplace(id, std::move(fresh)).first->second;
-    dirty_conversations_.insert(id);
+    (void)batch.Put(ConvKey(id), records::EncodeConversation(*c));
     for (auto& m : c->members) (void)batch.Put(Key2('L', m, id), "");
   }
   return {Status::Ok(), *c};
@@ -386,7 +383,6 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
   AppendResult a;
   a.message =
       StoredMessage{o.conversation_id, ++c->last_seq, o.sender, o.body, now_ms, o.client_msg_id};
-  dirty_conversations_.insert(o.conversation_id);
   PutKey(batch, KeyNum('M', o.conversation_id, a.message.seq), records::EncodeMessage(a.message));
   std::string ref;
   PutLengthPrefixed(ref, o.conversation_id);
@@ -610,12 +606,9 @@ Status RocksStore::Commit(std::span<const WriteOp> ops, int64_t now_ms,
                           std::vector<OpResult>* results) {
   rocksdb::WriteBatch batch;
   overlay_.clear();
-  dirty_conversations_.clear();
   results->clear();
   results->reserve(ops.size());
   for (auto& op : ops) results->push_back(Apply(batch, op, now_ms));
-  for (auto& id : dirty_conversations_)
-    (void)batch.Put(ConvKey(id), records::EncodeConversation(conversations_.at(id)));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   auto s = db_->Write(wo, &batch);
@@ -662,6 +655,17 @@ Result<Conversation> RocksStore::GetConversation(std::string_view id) {
   if (!s.ok()) return FromRocks(s);
   Conversation c;
   if (!records::DecodeConversation(v, &c)) return Corrupt("conversation");
+  // The last seq is the newest message's (the record keeps the one it was
+  // written with: 0 since creation, or a store's older value).
+  std::string prefix = Key2('M', id, "");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(KeyNum('M', id, UINT64_MAX));
+  if (it->Valid() && it->key().starts_with(prefix)) {
+    if (it->key().size() != prefix.size() + 8) return Corrupt("message key");
+    c.last_seq = std::max(c.last_seq, GetFixed64BE(it->key().data() + prefix.size()));
+  } else if (!it->status().ok()) {
+    return FromRocks(it->status());
+  }
   return c;
 }
 

@@ -5,7 +5,9 @@
 //   U user                       -> UserRecord
 //   T token_hash(32)             -> user '\0' device
 //   D user '\0' device           -> confirmed_pos, name, token_hash, push registration
-//   C conversation_id            -> Conversation (members, last_seq)
+//   C conversation_id            -> Conversation (members; last_seq 0 when written at
+//                                   creation, never rewritten: a conversation's last
+//                                   seq is its newest M key's, so a message is 4 keys)
 //   L user '\0' conversation_id  -> ''  (the user's conversations)
 //   M conversation_id '\0' seq8  -> StoredMessage          (seq8: big-endian)
 //   X sender '\0' client_msg_id  -> lp conversation_id, varint seq (dedup)
@@ -19,7 +21,6 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "store/message_store.h"
 
@@ -92,7 +93,6 @@ class RocksStore final : public MessageStore {
   // Keys written by the batch being built: read-your-writes inside a batch.
   std::unordered_map<std::string, std::optional<std::string>> overlay_;
   std::unordered_map<std::string, Conversation> conversations_;
-  std::unordered_set<std::string> dirty_conversations_;
   std::unordered_map<std::string, FeedPos> heads_;
   std::unordered_map<std::string, bool> push_users_;
 };
