@@ -654,6 +654,12 @@ Result<DeviceSession> RocksStore::LookupToken(std::string_view token_hash) {
 }
 
 Result<Conversation> RocksStore::GetConversation(std::string_view id) {
+  std::unique_ptr<rocksdb::Iterator> messages(db_->NewIterator(rocksdb::ReadOptions()));
+  return ReadConversation(id, *messages);
+}
+
+Result<Conversation> RocksStore::ReadConversation(std::string_view id,
+                                                  rocksdb::Iterator& messages) {
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), ConvKey(id), &v);
   if (s.IsNotFound()) return Status(ErrorCode::kNotFound, "no such conversation");
@@ -663,13 +669,12 @@ Result<Conversation> RocksStore::GetConversation(std::string_view id) {
   // The last seq is the newest message's (the record keeps the one it was
   // written with: 0 since creation, or a store's older value).
   std::string prefix = Key2('M', id, "");
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  it->SeekForPrev(KeyNum('M', id, UINT64_MAX));
-  if (it->Valid() && it->key().starts_with(prefix)) {
-    if (it->key().size() != prefix.size() + 8) return Corrupt("message key");
-    c.last_seq = std::max(c.last_seq, GetFixed64BE(it->key().data() + prefix.size()));
-  } else if (!it->status().ok()) {
-    return FromRocks(it->status());
+  messages.SeekForPrev(KeyNum('M', id, UINT64_MAX));
+  if (messages.Valid() && messages.key().starts_with(prefix)) {
+    if (messages.key().size() != prefix.size() + 8) return Corrupt("message key");
+    c.last_seq = std::max(c.last_seq, GetFixed64BE(messages.key().data() + prefix.size()));
+  } else if (!messages.status().ok()) {
+    return FromRocks(messages.status());
   }
   return c;
 }
@@ -678,9 +683,10 @@ Result<std::vector<ConversationSummary>> RocksStore::ListConversations(std::stri
   std::vector<ConversationSummary> out;
   std::string prefix = Key2('L', user_id, "");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> messages(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     auto id = it->key().ToStringView().substr(prefix.size());
-    auto c = GetConversation(id);
+    auto c = ReadConversation(id, *messages);
     if (!c.ok()) return c.status();
     ConversationSummary summary{c->id, c->members, c->last_seq, 0, 0};
     std::string mv;

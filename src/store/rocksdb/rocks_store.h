@@ -26,6 +26,7 @@
 
 namespace rocksdb {
 class DB;
+class Iterator;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -60,6 +61,10 @@ class RocksStore final : public MessageStore {
 
  private:
   RocksStore(std::unique_ptr<rocksdb::DB> db, Options options);
+
+  // Any thread: the conversation's record, with its last seq from its newest
+  // message key (found with `messages`, an iterator the caller may reuse).
+  Result<Conversation> ReadConversation(std::string_view id, rocksdb::Iterator& messages);
 
   // Committer-only state and helpers (see Commit).
   bool GetKey(const std::string& key, std::string* value);
