@@ -64,6 +64,27 @@ void BM_CommitMessages(benchmark::State& state) {
 // Each Commit is one fsync'd WAL write.
 BENCHMARK(BM_CommitMessages)->Arg(1)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
 
+// A user's conversation list (GET /api/v1/conversations) with 999 conversations,
+// one message in each: a record, a last-message seek and a marks lookup each.
+void BM_ListConversations(benchmark::State& state) {
+  Fixture f(1000);
+  std::vector<WriteOp> ops;
+  for (int i = 1; i < 1000; ++i)
+    ops.push_back(op::OpenDirectConversation{"u0", "u" + std::to_string(i)});
+  std::vector<OpResult> r;
+  (void)f.store().Commit(ops, 1, &r);
+  ops.clear();
+  for (auto& x : r)
+    ops.push_back(op::AppendMessage{"u0", std::get<Conversation>(x.value).id, "m", "hello"});
+  (void)f.store().Commit(ops, 2, &r);
+  for (auto _ : state) {
+    auto list = f.store().ListConversations("u0");
+    if (!list.ok() || list->size() != 999) state.SkipWithError("wrong list");
+    benchmark::DoNotOptimize(list);
+  }
+}
+BENCHMARK(BM_ListConversations)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace pigeon
 
