@@ -38,6 +38,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -80,7 +81,6 @@ int64_t SockstatTcpMemPages() {
   return -1;
 }
 
-// utime + stime of a process, in seconds.
 // User + system CPU seconds from a /proc/.../stat file (a process's or a
 // thread's); 0 if it cannot be read.
 double StatCpuSeconds(const std::string& path) {
@@ -713,6 +713,16 @@ struct RoundReport {
   bool ok = false;
 };
 
+// CPU seconds used so far: the server, each group of its threads, and the
+// load generator's worker processes.
+struct CpuSnapshot {
+  double server = 0, load_generator = 0;
+  std::map<std::string, double> threads;
+  static CpuSnapshot Take(pid_t pid, const Fleet& fleet) {
+    return {CpuSeconds(pid), fleet.WorkerCpuSeconds(), ThreadCpuSeconds(pid)};
+  }
+};
+
 // Runs the rounds over `procs` workers against `target`, printing each.
 std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vector<Round>& rounds) {
   const int nusers = static_cast<int>(plan.users.size());
@@ -723,34 +733,27 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   std::vector<RoundReport> reports;
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
-    double cpu0 = CpuSeconds(pid), gen0 = fleet.WorkerCpuSeconds();
-    auto threads0 = ThreadCpuSeconds(pid);
+    const auto cpu0 = CpuSnapshot::Take(pid, fleet);
     int64_t t0 = NowNs();
     fleet.Go();
-    double cpu1 = -1, gen1 = 0;
-    std::map<std::string, double> threads1;
+    std::optional<CpuSnapshot> cpu1;
     if (!round.burst) {
       // Server CPU over the sending window.
       std::this_thread::sleep_until(std::chrono::steady_clock::time_point(
           std::chrono::nanoseconds(t0 + static_cast<int64_t>(round.duration * 1e9))));
-      cpu1 = CpuSeconds(pid);
-      gen1 = fleet.WorkerCpuSeconds();
-      threads1 = ThreadCpuSeconds(pid);
+      cpu1 = CpuSnapshot::Take(pid, fleet);
     }
     RoundReport rep;
     rep.round = round;
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
-    if (cpu1 < 0) {
-      cpu1 = CpuSeconds(pid);
-      gen1 = fleet.WorkerCpuSeconds();
-      threads1 = ThreadCpuSeconds(pid);
-    }
+    if (!cpu1) cpu1 = CpuSnapshot::Take(pid, fleet);
     auto& r = rep.result;
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
-    rep.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / msgs;
-    rep.loadgen_us_per_msg = (gen1 - gen0) * 1e6 / msgs;
-    for (auto& [name, secs] : threads1) {
-      double d = (secs - threads0[name]) * 1e6 / msgs;
+    rep.cpu_us_per_msg = (cpu1->server - cpu0.server) * 1e6 / msgs;
+    rep.loadgen_us_per_msg = (cpu1->load_generator - cpu0.load_generator) * 1e6 / msgs;
+    for (auto& [name, secs] : cpu1->threads) {
+      auto before = cpu0.threads.find(name);
+      double d = (secs - (before == cpu0.threads.end() ? 0 : before->second)) * 1e6 / msgs;
       if (d > 0) rep.cpu_by_thread[name] = d;
     }
     rep.achieved = static_cast<double>(r.acked) / std::max(1e-9, r.send_secs);
