@@ -16,6 +16,7 @@
 #include "core/bytes.h"
 #include "core/ids.h"
 #include "store/records.h"
+#include "store/rocksdb/wal_file_system.h"
 
 namespace pigeon {
 namespace {
@@ -185,25 +186,9 @@ class KeyPrefix : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
-// WAL files are preallocated with their size (RocksDB's default keeps the
-// size, so every append grows the file). A commit's fdatasync then has no
-// file size to write back with its data.
-class PreallocatedWalFs : public rocksdb::FileSystemWrapper {
- public:
-  using FileSystemWrapper::FileSystemWrapper;
-  const char* Name() const override { return "pigeon.PreallocatedWalFs"; }
-  rocksdb::FileOptions OptimizeForLogWrite(const rocksdb::FileOptions& f,
-                                           const rocksdb::DBOptions& d) const override {
-    rocksdb::FileOptions o = FileSystemWrapper::OptimizeForLogWrite(f, d);
-    o.fallocate_with_keep_size = false;
-    return o;
-  }
-};
-
 rocksdb::Env* MakeStoreEnv() {
   rocksdb::Env* env =
-      rocksdb::NewCompositeEnv(std::make_shared<PreallocatedWalFs>(rocksdb::FileSystem::Default()))
-          .release();
+      rocksdb::NewCompositeEnv(NewWalFileSystem(rocksdb::FileSystem::Default())).release();
   // Flushes and compactions run under SCHED_IDLE. A memtable flush is about
   // 0.3 s of CPU; at normal priority it took a core from the network threads
   // and the committer, and near saturation it held latency up (the third

@@ -1,0 +1,144 @@
+#include "store/rocksdb/wal_file_system.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/options.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace pigeon {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+class WalFileSystemTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = testing::TempDir() + "pigeon-wal-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Appends about 2 MB in uneven pieces, as RocksDB's WAL writer does
+  // (PrepareWrite preallocates 4 MiB blocks, a Sync every few appends), and
+  // returns what was appended. The file is left open and synced.
+  std::string Write(rocksdb::FSWritableFile& file) {
+    std::mt19937 rng(7);
+    std::string all;
+    rocksdb::IOOptions io;
+    file.SetPreallocationBlockSize(4 << 20);
+    for (int i = 0; i < 1200; ++i) {
+      std::string piece(200 + rng() % 3300, '\0');
+      for (char& c : piece) c = static_cast<char>(1 + rng() % 255);  // never a zero byte
+      file.PrepareWrite(all.size(), piece.size(), io, nullptr);
+      EXPECT_TRUE(file.Append(piece, io, nullptr).ok());
+      all += piece;
+      if (i % 8 == 7) {
+        EXPECT_TRUE(file.Sync(io, nullptr).ok());
+      }
+    }
+    EXPECT_TRUE(file.Sync(io, nullptr).ok());
+    return all;
+  }
+
+  std::unique_ptr<rocksdb::FSWritableFile> Create(rocksdb::FileSystem& fs, const std::string& name) {
+    rocksdb::FileOptions options = fs.OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    EXPECT_TRUE(fs.NewWritableFile(dir_ + "/" + name, options, &file, nullptr).ok());
+    return file;
+  }
+
+  std::string dir_;
+};
+
+// Whether [from, from + len) of `path` is allocated and written on disk (not
+// a hole, not a preallocated "unwritten" extent). nullopt when the file system
+// cannot say (no FIEMAP).
+std::optional<bool> Written(const std::string& path, uint64_t from, uint64_t len) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr int kMax = 64;
+  std::vector<char> buf(sizeof(fiemap) + kMax * sizeof(fiemap_extent));
+  auto* map = reinterpret_cast<fiemap*>(buf.data());
+  map->fm_start = from;
+  map->fm_length = len;
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kMax;
+  int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+  ::close(fd);
+  if (rc != 0) return std::nullopt;
+  uint64_t covered = from;
+  for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+    const fiemap_extent& e = map->fm_extents[i];
+    if (e.fe_logical > covered || (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN)) return false;
+    covered = std::max<uint64_t>(covered, e.fe_logical + e.fe_length);
+  }
+  return covered >= from + len;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[1 << 16];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+TEST_F(WalFileSystemTest, WritesZerosAheadOfTheWalAndNeverOverItsRecords) {
+  auto fs = NewWalFileSystem(rocksdb::FileSystem::Default());
+  auto file = Create(*fs, "000007.log");
+  ASSERT_TRUE(file);
+  std::string appended = Write(*file);
+  std::string path = dir_ + "/000007.log";
+
+  uint64_t clear = (appended.size() + kPage - 1) / kPage * kPage;
+  auto ahead = Written(path, clear, kWalZeroAhead / 2);
+  if (!ahead) GTEST_SKIP() << "the file system of " << dir_ << " has no FIEMAP";
+  EXPECT_TRUE(*ahead) << "the blocks after the WAL's end are still unwritten";
+  EXPECT_EQ(Written(path, 0, clear), true);
+
+  std::string on_disk = ReadAll(path);
+  ASSERT_GE(on_disk.size(), clear + kWalZeroAhead / 2);
+  EXPECT_TRUE(on_disk.compare(0, appended.size(), appended) == 0) << "a record was overwritten";
+  EXPECT_EQ(on_disk.find_first_not_of('\0', appended.size()), std::string::npos);
+
+  // Closed, the WAL is its records and nothing else, as RocksDB leaves it.
+  ASSERT_TRUE(file->Close(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_EQ(ReadAll(path), appended);
+}
+
+TEST_F(WalFileSystemTest, LeavesOtherFilesAsRocksDbWritesThem) {
+  // The control: the same writes to a file that is not a WAL leave the blocks
+  // after its end preallocated and unwritten (what every WAL commit paid for).
+  auto fs = NewWalFileSystem(rocksdb::FileSystem::Default());
+  auto file = Create(*fs, "MANIFEST-000005");
+  ASSERT_TRUE(file);
+  std::string appended = Write(*file);
+  std::string path = dir_ + "/MANIFEST-000005";
+
+  uint64_t clear = (appended.size() + kPage - 1) / kPage * kPage;
+  auto ahead = Written(path, clear + kPage, kWalZeroAhead / 2);
+  if (!ahead) GTEST_SKIP() << "the file system of " << dir_ << " has no FIEMAP";
+  EXPECT_FALSE(*ahead);
+  ASSERT_TRUE(file->Close(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_EQ(ReadAll(path), appended);
+}
+
+}  // namespace
+}  // namespace pigeon
