@@ -63,6 +63,10 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
     StopZeroing();
     return FSWritableFileOwnerWrapper::Truncate(size, options, dbg);
   }
+  void SetPreallocationBlockSize(size_t size) override {
+    FSWritableFileOwnerWrapper::SetPreallocationBlockSize(
+        std::min<size_t>(size, kWalPreallocation));
+  }
   rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
     StopZeroing();
