@@ -13,7 +13,10 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kZeroWrite = kWalZeroAhead / 2;
-const char kZeros[kZeroWrite] = {};
+// Not const: zero-initialized and never written, it lives in .bss, whose
+// pages read as the kernel's zero page (a const array would be 256 KiB of the
+// binary, read from disk).
+char zeros[kZeroWrite];
 
 uint64_t PageUp(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
 
@@ -81,7 +84,7 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
     if (zeroed_to_ >= clear + kZeroWrite) return;
     uint64_t to = clear + kWalZeroAhead;
     for (uint64_t at = std::max(zeroed_to_, clear); at < to;) {
-      ssize_t w = ::pwrite(fd_, kZeros, std::min(kZeroWrite, to - at), static_cast<off_t>(at));
+      ssize_t w = ::pwrite(fd_, zeros, std::min(kZeroWrite, to - at), static_cast<off_t>(at));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {  // no space, or an I/O error: the WAL's own write will say
         StopZeroing();
