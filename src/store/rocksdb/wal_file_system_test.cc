@@ -55,22 +55,33 @@ class WalFileSystemTest : public testing::Test {
     return all;
   }
 
-  std::unique_ptr<rocksdb::FSWritableFile> Create(rocksdb::FileSystem& fs,
-                                                  const std::string& name) {
-    rocksdb::FileOptions options =
-        fs.OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
+  // A file `name` through the WAL file system, written by Write().
+  struct Written {
     std::unique_ptr<rocksdb::FSWritableFile> file;
-    EXPECT_TRUE(fs.NewWritableFile(dir_ + "/" + name, options, &file, nullptr).ok());
-    return file;
+    std::string path;
+    std::string appended;
+    uint64_t clear = 0;  // the first page past the appended bytes
+  };
+  Written CreateAndWrite(const std::string& name) {
+    Written w;
+    w.path = dir_ + "/" + name;
+    rocksdb::FileOptions options =
+        fs_->OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
+    EXPECT_TRUE(fs_->NewWritableFile(w.path, options, &w.file, nullptr).ok());
+    if (!w.file) return w;
+    w.appended = Write(*w.file);
+    w.clear = (w.appended.size() + kPage - 1) / kPage * kPage;
+    return w;
   }
 
+  std::shared_ptr<rocksdb::FileSystem> fs_ = NewWalFileSystem(rocksdb::FileSystem::Default());
   std::string dir_;
 };
 
 // Whether [from, from + len) of `path` is allocated and written on disk (not
 // a hole, not a preallocated "unwritten" extent). nullopt when the file system
 // cannot say (no FIEMAP).
-std::optional<bool> Written(const std::string& path, uint64_t from, uint64_t len) {
+std::optional<bool> BlocksWritten(const std::string& path, uint64_t from, uint64_t len) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   constexpr int kMax = 64;
@@ -103,47 +114,37 @@ std::string ReadAll(const std::string& path) {
 }
 
 TEST_F(WalFileSystemTest, WritesZerosAheadOfTheWalAndNeverOverItsRecords) {
-  auto fs = NewWalFileSystem(rocksdb::FileSystem::Default());
-  auto file = Create(*fs, "000007.log");
-  ASSERT_TRUE(file);
-  std::string appended = Write(*file);
-  std::string path = dir_ + "/000007.log";
-
-  uint64_t clear = (appended.size() + kPage - 1) / kPage * kPage;
-  auto ahead = Written(path, clear, kWalZeroAhead / 2);
+  Written w = CreateAndWrite("000007.log");
+  ASSERT_TRUE(w.file);
+  auto ahead = BlocksWritten(w.path, w.clear, kWalZeroAhead / 2);
   if (!ahead) GTEST_SKIP() << "the file system of " << dir_ << " has no FIEMAP";
   EXPECT_TRUE(*ahead) << "the blocks after the WAL's end are still unwritten";
-  EXPECT_EQ(Written(path, 0, clear), true);
+  EXPECT_EQ(BlocksWritten(w.path, 0, w.clear), true);
   // RocksDB asked for 4 MiB preallocations; the file grows by 1 MiB ones.
   struct stat st {};
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  EXPECT_LE(static_cast<uint64_t>(st.st_size), clear + kWalPreallocation);
+  ASSERT_EQ(::stat(w.path.c_str(), &st), 0);
+  EXPECT_LE(static_cast<uint64_t>(st.st_size), w.clear + kWalPreallocation);
 
-  std::string on_disk = ReadAll(path);
-  ASSERT_GE(on_disk.size(), clear + kWalZeroAhead / 2);
-  EXPECT_TRUE(on_disk.compare(0, appended.size(), appended) == 0) << "a record was overwritten";
-  EXPECT_EQ(on_disk.find_first_not_of('\0', appended.size()), std::string::npos);
+  std::string on_disk = ReadAll(w.path);
+  ASSERT_GE(on_disk.size(), w.clear + kWalZeroAhead / 2);
+  EXPECT_TRUE(on_disk.compare(0, w.appended.size(), w.appended) == 0) << "a record was overwritten";
+  EXPECT_EQ(on_disk.find_first_not_of('\0', w.appended.size()), std::string::npos);
 
   // Closed, the WAL is its records and nothing else, as RocksDB leaves it.
-  ASSERT_TRUE(file->Close(rocksdb::IOOptions(), nullptr).ok());
-  EXPECT_EQ(ReadAll(path), appended);
+  ASSERT_TRUE(w.file->Close(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_EQ(ReadAll(w.path), w.appended);
 }
 
 TEST_F(WalFileSystemTest, LeavesOtherFilesAsRocksDbWritesThem) {
   // The control: the same writes to a file that is not a WAL leave the blocks
   // after its end preallocated and unwritten (what every WAL commit paid for).
-  auto fs = NewWalFileSystem(rocksdb::FileSystem::Default());
-  auto file = Create(*fs, "MANIFEST-000005");
-  ASSERT_TRUE(file);
-  std::string appended = Write(*file);
-  std::string path = dir_ + "/MANIFEST-000005";
-
-  uint64_t clear = (appended.size() + kPage - 1) / kPage * kPage;
-  auto ahead = Written(path, clear + kPage, kWalZeroAhead / 2);
+  Written w = CreateAndWrite("MANIFEST-000005");
+  ASSERT_TRUE(w.file);
+  auto ahead = BlocksWritten(w.path, w.clear + kPage, kWalZeroAhead / 2);
   if (!ahead) GTEST_SKIP() << "the file system of " << dir_ << " has no FIEMAP";
   EXPECT_FALSE(*ahead);
-  ASSERT_TRUE(file->Close(rocksdb::IOOptions(), nullptr).ok());
-  EXPECT_EQ(ReadAll(path), appended);
+  ASSERT_TRUE(w.file->Close(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_EQ(ReadAll(w.path), w.appended);
 }
 
 }  // namespace
