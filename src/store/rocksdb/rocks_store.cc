@@ -173,8 +173,9 @@ std::string OutboxKey(std::string_view user) { return std::string(1, 'O').append
 // prefix and inserts next to the previous key instead of searching the whole
 // skiplist: that search was most of the store's CPU per message. A record
 // with no suffix (a conversation, user, outbox, token: tag + id) is its own
-// prefix: its next version goes right next to the previous one (the
-// conversation record is rewritten by every commit that adds to it).
+// prefix: its next version goes right next to the previous one (a device's
+// record, rewritten as it confirms its feed; an outbox, by every message to
+// a user with push).
 class KeyPrefix : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "pigeon.KeyPrefix"; }
@@ -208,6 +209,21 @@ rocksdb::Env* StoreEnv() {
 
 Status Corrupt(std::string_view what) {
   return Status(ErrorCode::kInternal, "store: corrupt " + std::string(what));
+}
+
+// The number n of the newest key `tag id '\0' n8` (a feed position, a
+// message seq), found with `it`; 0 when there is none.
+Result<uint64_t> NewestNum(rocksdb::Iterator& it, char tag, std::string_view id) {
+  std::string prefix = Key2(tag, id, "");
+  it.SeekForPrev(KeyNum(tag, id, UINT64_MAX));
+  if (!it.Valid()) {
+    if (!it.status().ok()) return FromRocks(it.status());
+    return uint64_t{0};
+  }
+  auto k = it.key();
+  if (!k.starts_with(prefix)) return uint64_t{0};
+  if (k.size() != prefix.size() + 8) return Corrupt("key");
+  return GetFixed64BE(k.data() + prefix.size());
 }
 
 }  // namespace
@@ -286,12 +302,8 @@ Conversation* RocksStore::LoadConversation(const std::string& id) {
 
 FeedPos RocksStore::ReadHead(std::string_view user) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  std::string prefix = Key2('F', user, "");
-  it->SeekForPrev(KeyNum('F', user, ~0ull));
-  if (!it->Valid()) return 0;
-  auto k = it->key();
-  if (k.size() != prefix.size() + 8 || !k.starts_with(prefix)) return 0;
-  return GetFixed64BE(k.data() + prefix.size());
+  auto head = NewestNum(*it, 'F', user);
+  return head.ok() ? *head : 0;
 }
 
 FeedPos& RocksStore::Head(const std::string& user) {
@@ -653,14 +665,9 @@ Result<Conversation> RocksStore::ReadConversation(std::string_view id,
   if (!records::DecodeConversation(v, &c)) return Corrupt("conversation");
   // The last seq is the newest message's (the record keeps the one it was
   // written with: 0 since creation, or a store's older value).
-  std::string prefix = Key2('M', id, "");
-  messages.SeekForPrev(KeyNum('M', id, UINT64_MAX));
-  if (messages.Valid() && messages.key().starts_with(prefix)) {
-    if (messages.key().size() != prefix.size() + 8) return Corrupt("message key");
-    c.last_seq = std::max(c.last_seq, GetFixed64BE(messages.key().data() + prefix.size()));
-  } else if (!messages.status().ok()) {
-    return FromRocks(messages.status());
-  }
+  auto newest = NewestNum(messages, 'M', id);
+  if (!newest.ok()) return newest.status();
+  c.last_seq = std::max(c.last_seq, *newest);
   return c;
 }
 
