@@ -265,5 +265,25 @@ TEST_F(ChatServiceTest, CommitDelayGathersASmallBatchUntilItIsFull) {
   EXPECT_TRUE(store_->GetUser("d4").ok());
 }
 
+TEST_F(ChatServiceTest, CommitDelayEndsForASmallBatchWhenItsTimeIsUp) {
+  CountingStore counting(*store_);
+  // Far more ops than will come: only the delay running out can commit them.
+  CommitPipeline pipeline(counting, metrics_, {.delay_us = 20'000, .delay_ops = 1000});
+  std::atomic<int> done{0};
+  auto cb = [&](OpResult& r) {
+    EXPECT_TRUE(r.status.ok());
+    ++done;
+  };
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t1", "h"}, cb));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t2", "h"}, cb));
+  while (done.load() < 2) std::this_thread::yield();
+  EXPECT_EQ(counting.commits.load(), 1);
+  // The next batch sets the timer again.
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t3", "h"}, cb));
+  while (done.load() < 3) std::this_thread::yield();
+  EXPECT_EQ(counting.commits.load(), 2);
+  EXPECT_TRUE(store_->GetUser("t3").ok());
+}
+
 }  // namespace
 }  // namespace pigeon

@@ -1,30 +1,75 @@
 #include "chat/commit_pipeline.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <system_error>
 
 #include "core/ids.h"
 #include "core/thread_name.h"
 #include "core/wake_batch.h"
 
 namespace pigeon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A time already past: an absolute timer set to it goes off at once.
+constexpr Clock::time_point kNow{Clock::duration{1}};
+
+int NewTimer() {
+  int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "commit pipeline timer");
+  return fd;
+}
+
+}  // namespace
+
+// steady_clock is CLOCK_MONOTONIC: its time points are the timer's absolute times.
+static_assert(Clock::is_steady);
 
 CommitPipeline::CommitPipeline(MessageStore& store, Metrics& metrics, Options options)
-    : store_(store), metrics_(metrics), options_(options), thread_([this] { Run(); }) {}
+    : store_(store), metrics_(metrics), options_(options), timer_fd_(NewTimer()), thread_([this] {
+        Run();
+      }) {}
 
-CommitPipeline::~CommitPipeline() { Stop(); }
+CommitPipeline::~CommitPipeline() {
+  Stop();
+  close(timer_fd_);
+}
+
+void CommitPipeline::ArmLocked(Clock::time_point at) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+void CommitPipeline::DisarmLocked() {
+  itimerspec off{};
+  timerfd_settime(timer_fd_, 0, &off, nullptr);
+}
 
 bool CommitPipeline::Submit(WriteOp op, Done done) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_ || ops_.size() >= options_.max_queue) return false;
-    ops_.push_back(std::move(op));
-    dones_.push_back(std::move(done));
-    // Only the first op of a batch needs to wake the committer (and, with a
-    // commit delay, the one that fills the batch); the rest ride along.
-    if (ops_.size() == 1 && options_.delay_us) first_at_ = std::chrono::steady_clock::now();
-    if (ops_.size() != 1 && !(options_.delay_us && ops_.size() == options_.delay_ops)) return true;
+  std::lock_guard lock(mu_);
+  if (stopping_ || ops_.size() >= options_.max_queue) return false;
+  ops_.push_back(std::move(op));
+  dones_.push_back(std::move(done));
+  // Only the first op of a batch sets the committer's timer (and, with a
+  // commit delay, the one that fills the batch); the rest ride along.
+  if (ops_.size() == 1) {
+    if (options_.delay_us) {
+      first_at_ = Clock::now();
+      ArmLocked(first_at_ + std::chrono::microseconds(options_.delay_us));
+    } else {
+      ArmLocked(kNow);
+    }
+  } else if (options_.delay_us && ops_.size() == options_.delay_ops) {
+    ArmLocked(kNow);
   }
-  cv_.notify_one();
   return true;
 }
 
@@ -33,8 +78,8 @@ void CommitPipeline::Stop() {
     std::lock_guard lock(mu_);
     if (stopping_) return;  // the first caller joins; later calls are no-ops
     stopping_ = true;
+    ArmLocked(kNow);
   }
-  cv_.notify_one();
   thread_.join();
 }
 
@@ -46,14 +91,24 @@ void CommitPipeline::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
-      if (ops_.empty()) return;  // stopping, and everything is committed
-      if (options_.delay_us && ops_.size() < options_.delay_ops)
-        cv_.wait_until(lock, first_at_ + std::chrono::microseconds(options_.delay_us),
-                       [&] { return stopping_ || ops_.size() >= options_.delay_ops; });
+      const bool ready = !ops_.empty() &&
+                         (stopping_ || !options_.delay_us || ops_.size() >= options_.delay_ops ||
+                          Clock::now() >= first_at_ + std::chrono::microseconds(options_.delay_us));
+      if (!ready) {
+        if (stopping_) return;  // and everything is committed
+        lock.unlock();
+        // Until a submitter's deadline, or a full batch, or Stop.
+        uint64_t expirations;
+        while (read(timer_fd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+        }
+        continue;
+      }
       if (ops_.size() <= options_.max_batch) {
         ops.swap(ops_);
         dones.swap(dones_);
+        // This batch's deadline, if it is still to come, would only wake us
+        // for nothing; the next batch's first op sets the timer again.
+        DisarmLocked();
       } else {
         auto n = static_cast<std::ptrdiff_t>(options_.max_batch);
         ops.assign(std::make_move_iterator(ops_.begin()),
@@ -65,10 +120,9 @@ void CommitPipeline::Run() {
       }
       metrics_.commit_queue_depth.Set(static_cast<double>(ops_.size()));
     }
-    auto start = std::chrono::steady_clock::now();
+    auto start = Clock::now();
     Status s = store_.Commit(ops, NowMs(), &results);
-    metrics_.commit_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    metrics_.commit_seconds.Observe(std::chrono::duration<double>(Clock::now() - start).count());
     metrics_.commit_batch_ops.Observe(static_cast<double>(ops.size()));
     // The callbacks' hand-offs to network threads go out once, after the loop.
     WakeBatch wakes;

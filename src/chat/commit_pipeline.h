@@ -7,10 +7,16 @@
 //
 // Callbacks run on the committer thread, after the commit is durable, in
 // commit order. They must not block: post work elsewhere.
+//
+// The committer sleeps on one timer (a timerfd), which the submitters arm: the
+// first op of a batch sets it to the end of the commit delay (or to now, with
+// no delay), and the op that fills the batch to `delay_ops` sets it to now.
+// So a batch costs the committer one wake-up; a condition variable needed two
+// (one when the first op came, one when its delay ran out), and a wake-up of
+// a sleeping thread is about 12 µs of CPU on the machine we measure on.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -47,12 +53,16 @@ class CommitPipeline {
 
  private:
   void Run();
+  // Sets the committer's timer to go off at `at` (or now, if that is past).
+  // Under mu_, so arming and disarming keep the order of the queue's changes.
+  void ArmLocked(std::chrono::steady_clock::time_point at);
+  void DisarmLocked();
 
   MessageStore& store_;
   Metrics& metrics_;
   Options options_;
+  int timer_fd_;  // the committer sleeps in read() on it
   std::mutex mu_;
-  std::condition_variable cv_;
   std::vector<WriteOp> ops_;
   std::vector<Done> dones_;
   std::chrono::steady_clock::time_point first_at_;  // when ops_ became non-empty
