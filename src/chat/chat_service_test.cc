@@ -200,6 +200,14 @@ struct CountingStore final : MessageStore {
   std::shared_future<void> const* gate = nullptr;
 };
 
+// A callback that expects its op to commit, and counts it.
+CommitPipeline::Done CountCommitted(std::atomic<int>& done) {
+  return [&done](OpResult& r) {
+    EXPECT_TRUE(r.status.ok());
+    ++done;
+  };
+}
+
 TEST_F(ChatServiceTest, PipelineGroupsManyOpsIntoFewCommits) {
   CountingStore counting(*store_);
   CommitPipeline pipeline(counting, metrics_, {});
@@ -210,10 +218,7 @@ TEST_F(ChatServiceTest, PipelineGroupsManyOpsIntoFewCommits) {
       for (int i = 0; i < 250; ++i)
         ASSERT_TRUE(
             pipeline.Submit(op::CreateUser{"u" + std::to_string(t) + "x" + std::to_string(i), "h"},
-                            [&](OpResult& r) {
-                              EXPECT_TRUE(r.status.ok());
-                              ++done;
-                            }));
+                            CountCommitted(done)));
     });
   }
   for (auto& t : threads) t.join();
@@ -247,10 +252,7 @@ TEST_F(ChatServiceTest, CommitDelayGathersASmallBatchUntilItIsFull) {
   // A delay far longer than the test: only reaching delay_ops can end it.
   CommitPipeline pipeline(counting, metrics_, {.delay_us = 600'000'000, .delay_ops = 3});
   std::atomic<int> done{0};
-  auto cb = [&](OpResult& r) {
-    EXPECT_TRUE(r.status.ok());
-    ++done;
-  };
+  auto cb = CountCommitted(done);
   ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d1", "h"}, cb));
   ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d2", "h"}, cb));
   EXPECT_EQ(done.load(), 0);  // still waiting for company (nothing can commit them yet)
@@ -270,10 +272,7 @@ TEST_F(ChatServiceTest, CommitDelayEndsForASmallBatchWhenItsTimeIsUp) {
   // Far more ops than will come: only the delay running out can commit them.
   CommitPipeline pipeline(counting, metrics_, {.delay_us = 20'000, .delay_ops = 1000});
   std::atomic<int> done{0};
-  auto cb = [&](OpResult& r) {
-    EXPECT_TRUE(r.status.ok());
-    ++done;
-  };
+  auto cb = CountCommitted(done);
   ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t1", "h"}, cb));
   ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t2", "h"}, cb));
   while (done.load() < 2) std::this_thread::yield();
