@@ -35,12 +35,18 @@ std::string Key2(char tag, std::string_view a, std::string_view b) {
   return k;
 }
 
-std::string KeyNum(char tag, std::string_view a, uint64_t n) {
-  std::string k;
+// Into `k`, reusing its buffer: the committer builds each feed key in one.
+void AssignKeyNum(std::string& k, char tag, std::string_view a, uint64_t n) {
+  k.clear();
   k.reserve(10 + a.size());
   k.push_back(tag);
   k.append(a).push_back('\0');
   PutFixed64BE(k, n);
+}
+
+std::string KeyNum(char tag, std::string_view a, uint64_t n) {
+  std::string k;
+  AssignKeyNum(k, tag, a, n);
   return k;
 }
 
@@ -391,9 +397,11 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
   PutVarint(ref, a.message.seq);
   PutKey(batch, std::move(dedup_key), std::move(ref));
   std::string feed_value = EncodeMessageRef(o.conversation_id, a.message.seq, o.sender);
+  a.fanout.reserve(c->members.size());
   for (auto& m : c->members) {
     FeedPos pos = ++Head(m);
-    (void)batch.Put(KeyNum('F', m, pos), feed_value);
+    AssignKeyNum(feed_key_, 'F', m, pos);
+    (void)batch.Put(feed_key_, feed_value);
     a.fanout.push_back(Delivery{m, pos});
     // Into the outbox, in this same commit, for members with a push device.
     if (m == o.sender || !UserHasPush(m)) continue;
@@ -420,9 +428,11 @@ ReceiptResult RocksStore::AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
                                         const std::vector<std::string>& to) {
   ReceiptResult out;
   std::string value = EncodeReceiptRef(r);
+  out.fanout.reserve(to.size());
   for (auto& u : to) {
     FeedPos pos = ++Head(u);
-    (void)batch.Put(KeyNum('F', u, pos), value);
+    AssignKeyNum(feed_key_, 'F', u, pos);
+    (void)batch.Put(feed_key_, value);
     out.fanout.push_back(Delivery{u, pos});
   }
   out.receipt = std::move(r);

@@ -97,6 +97,7 @@ class RocksStore final : public MessageStore {
   Options options_;
   // Keys written by the batch being built: read-your-writes inside a batch.
   std::unordered_map<std::string, std::optional<std::string>> overlay_;
+  std::string feed_key_;  // the committer's buffer for feed keys (batch.Put copies them)
   std::unordered_map<std::string, Conversation> conversations_;
   std::unordered_map<std::string, FeedPos> heads_;
   std::unordered_map<std::string, bool> push_users_;
