@@ -256,12 +256,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   // not all at once by the file's final fsync: that burst queued ahead of the
   // commits' WAL writes, and their fdatasync took 15-20 ms.
   o.bytes_per_sync = 1 << 20;
-  // A restart replays the WAL into memtables and, by default, writes them out
-  // as table files before the store opens: after a SIGKILL under load, with a
-  // full memtable's WAL and the next one to replay, that was about 0.25 s of
-  // the 1 s to /readyz. The replayed memtables are flushed later, in the
-  // background, and their WAL files are kept until then.
-  o.avoid_flush_during_recovery = true;
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<KeyPrefix>();
   // A bloom filter over the memtable's keys: the dedup lookup of every new
   // message is a miss, answered without walking the skiplist.
