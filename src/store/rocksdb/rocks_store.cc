@@ -312,6 +312,14 @@ FeedPos RocksStore::ReadHead(std::string_view user) {
   return head.ok() ? *head : 0;
 }
 
+Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
+                                  std::string_view value) {
+  FeedPos pos = ++Head(user);
+  AssignKeyNum(feed_key_, 'F', user, pos);
+  (void)batch.Put(feed_key_, value);
+  return Delivery{user, pos};
+}
+
 FeedPos& RocksStore::Head(const std::string& user) {
   if (auto it = heads_.find(user); it != heads_.end()) return it->second;
   return heads_.emplace(user, ReadHead(user)).first->second;
@@ -399,10 +407,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
   std::string feed_value = EncodeMessageRef(o.conversation_id, a.message.seq, o.sender);
   a.fanout.reserve(c->members.size());
   for (auto& m : c->members) {
-    FeedPos pos = ++Head(m);
-    AssignKeyNum(feed_key_, 'F', m, pos);
-    (void)batch.Put(feed_key_, feed_value);
-    a.fanout.push_back(Delivery{m, pos});
+    const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, feed_value)).pos;
     // Into the outbox, in this same commit, for members with a push device.
     if (m == o.sender || !UserHasPush(m)) continue;
     OutboxEntry box;
@@ -429,12 +434,7 @@ ReceiptResult RocksStore::AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
   ReceiptResult out;
   std::string value = EncodeReceiptRef(r);
   out.fanout.reserve(to.size());
-  for (auto& u : to) {
-    FeedPos pos = ++Head(u);
-    AssignKeyNum(feed_key_, 'F', u, pos);
-    (void)batch.Put(feed_key_, value);
-    out.fanout.push_back(Delivery{u, pos});
-  }
+  for (auto& u : to) out.fanout.push_back(AppendToFeed(batch, u, value));
   out.receipt = std::move(r);
   return out;
 }

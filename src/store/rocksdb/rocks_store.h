@@ -72,6 +72,9 @@ class RocksStore final : public MessageStore {
   void DeleteKey(rocksdb::WriteBatch& batch, std::string key);
   Conversation* LoadConversation(const std::string& id);
   FeedPos& Head(const std::string& user);
+  // The next entry of `user`'s feed, holding `value`: its position and key.
+  Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
+                        std::string_view value);
   FeedPos ReadHead(std::string_view user);
   OpResult Apply(rocksdb::WriteBatch& batch, const WriteOp& op, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms);
