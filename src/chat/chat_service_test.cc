@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "bus/local/local_bus.h"
+#include "core/wake_batch.h"
 #include "presence/local/local_presence.h"
 #include "store/rocksdb/rocks_store.h"
 
@@ -282,6 +283,59 @@ TEST_F(ChatServiceTest, CommitDelayEndsForASmallBatchWhenItsTimeIsUp) {
   while (done.load() < 3) std::this_thread::yield();
   EXPECT_EQ(counting.commits.load(), 2);
   EXPECT_TRUE(store_->GetUser("t3").ok());
+}
+
+// Records how a closing WakeBatch asked it to wake.
+struct WakeRecorder : Wakeable {
+  std::atomic<int> woken{0};
+  std::atomic<int> run_here{0};
+  void Wake() override { ++woken; }
+  void WakeFromBatch() override { ++run_here; }
+  // The batch closes after its callbacks: wait for it.
+  void WaitFor(int wakes) const {
+    while (woken.load() + run_here.load() < wakes) std::this_thread::yield();
+  }
+};
+
+// The callbacks of a batch hand work to network threads through a WakeBatch.
+CommitPipeline::Done CountAndDefer(std::atomic<int>& done, WakeRecorder& to) {
+  return [&done, &to](OpResult& r) {
+    EXPECT_TRUE(r.status.ok());
+    EXPECT_TRUE(WakeBatch::Defer(&to));
+    ++done;
+  };
+}
+
+TEST_F(ChatServiceTest, PipelineRunsASmallBatchsHandOffsHereUnlessTheNextBatchIsDue) {
+  CountingStore counting(*store_);
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  counting.gate = &gate;
+  // A small batch is at most delay_ops / 2 = 2 ops.
+  CommitPipeline pipeline(counting, metrics_, {.delay_us = 1000, .delay_ops = 4});
+  std::atomic<int> done{0};
+  WakeRecorder small_due, large, small_idle;
+  // One op, alone: the committer takes it after 1 ms and waits at the gate...
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"s1", "h"}, CountAndDefer(done, small_due)));
+  while (counting.commits.load() == 0) std::this_thread::yield();
+  // ...while a full batch gathers behind it: due as soon as the first is done.
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(
+        pipeline.Submit(op::CreateUser{"l" + std::to_string(i), "h"}, CountAndDefer(done, large)));
+  open.set_value();
+  small_due.WaitFor(1);
+  large.WaitFor(4);
+  EXPECT_EQ(small_due.run_here.load(), 0);  // the next commit goes first
+  EXPECT_EQ(small_due.woken.load(), 1);
+  EXPECT_EQ(large.run_here.load(), 0);  // a large batch's hand-offs would hold up the next one
+  EXPECT_EQ(large.woken.load(), 4);
+  // A small batch with nothing due after it: its hand-offs run here.
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"s2", "h"}, CountAndDefer(done, small_idle)));
+  small_idle.WaitFor(1);
+  pipeline.Stop();
+  EXPECT_EQ(done.load(), 6);
+  EXPECT_EQ(small_idle.run_here.load(), 1);
+  EXPECT_EQ(small_idle.woken.load(), 0);
 }
 
 }  // namespace

@@ -91,10 +91,7 @@ void CommitPipeline::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      const bool ready = !ops_.empty() &&
-                         (stopping_ || !options_.delay_us || ops_.size() >= options_.delay_ops ||
-                          Clock::now() >= first_at_ + std::chrono::microseconds(options_.delay_us));
-      if (!ready) {
+      if (!DueLocked()) {
         if (stopping_) return;  // and everything is committed
         lock.unlock();
         // Until a submitter's deadline, or a full batch, or Stop.
@@ -134,9 +131,24 @@ void CommitPipeline::Run() {
         dones[i](failed);
       }
     }
+    // A small batch, and the next one still gathering: rather than wake the
+    // network threads, write their sockets' output here, in borrowed turns
+    // (event_loop.h), in time the committer would sleep. A larger batch's
+    // writes would hold up the next commit: its threads are woken, as is every
+    // thread when the next batch is already due.
+    if (ops.size() <= options_.delay_ops / 2) {
+      std::lock_guard lock(mu_);
+      if (!DueLocked()) wakes.RunHere();
+    }
     ops.clear();
     dones.clear();
   }
+}
+
+bool CommitPipeline::DueLocked() const {
+  return !ops_.empty() &&
+         (stopping_ || !options_.delay_us || ops_.size() >= options_.delay_ops ||
+          Clock::now() >= first_at_ + std::chrono::microseconds(options_.delay_us));
 }
 
 }  // namespace pigeon

@@ -57,6 +57,8 @@ class CommitPipeline {
   // Under mu_, so arming and disarming keep the order of the queue's changes.
   void ArmLocked(std::chrono::steady_clock::time_point at);
   void DisarmLocked();
+  // A batch is ready: its delay is over, or it is full, or the pipeline stops.
+  bool DueLocked() const;
 
   MessageStore& store_;
   Metrics& metrics_;

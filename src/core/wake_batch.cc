@@ -9,7 +9,13 @@ WakeBatch::WakeBatch() : outer_(current) { current = this; }
 
 WakeBatch::~WakeBatch() {
   current = outer_;
-  for (auto* w : pending_) w->Wake();
+  for (auto* w : pending_) {
+    if (run_here_) {
+      w->WakeFromBatch();
+    } else {
+      w->Wake();
+    }
+  }
 }
 
 bool WakeBatch::Defer(Wakeable* w) {

@@ -14,6 +14,10 @@ namespace pigeon {
 class Wakeable {
  public:
   virtual void Wake() = 0;
+  // What a closing WakeBatch that may run the work here (RunHere) calls: a
+  // target may do the work on the caller's thread instead of waking its own
+  // (EventLoop's borrowed turns).
+  virtual void WakeFromBatch() { Wake(); }
 
  protected:
   ~Wakeable() = default;
@@ -23,6 +27,10 @@ class WakeBatch {
  public:
   WakeBatch();
   ~WakeBatch();  // wakes everything deferred, in order
+  // At the close, let each target do the work here instead of waking its
+  // thread (Wakeable::WakeFromBatch): for a caller with nothing more urgent to
+  // do than that work.
+  void RunHere() { run_here_ = true; }
   WakeBatch(const WakeBatch&) = delete;
   WakeBatch& operator=(const WakeBatch&) = delete;
 
@@ -32,6 +40,7 @@ class WakeBatch {
 
  private:
   WakeBatch* outer_;
+  bool run_here_ = false;
   std::vector<Wakeable*> pending_;
 };
 

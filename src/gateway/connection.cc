@@ -74,7 +74,8 @@ void ThreadState::FlushQueued() {
 }
 
 void ThreadState::Release(std::shared_ptr<Connection> c) {
-  if (released_.empty()) loop.Defer([this] { released_.clear(); });
+  // Not in a borrowed turn: the thread may hold an event for `c` from before it.
+  if (released_.empty()) loop.DeferToOwnTurn([this] { released_.clear(); });
   released_.push_back(std::move(c));
 }
 

@@ -1,9 +1,11 @@
 // Connection: one client socket, from its first HTTP byte to its close.
 // Speaks HTTP/1.1 (keep-alive) until a WebSocket upgrade, then RFC 6455.
 //
-// Threading: a connection lives on the io_context thread that accepted it;
-// every member function runs there. The Post* functions are the only entry
-// points from other threads: they post to that thread.
+// Threading: a connection belongs to the network thread that accepted it;
+// every member function runs in a turn of that thread's EventLoop: on the
+// thread itself, or on the committer in a borrowed turn while the thread
+// sleeps (never both at once: see event_loop.h). The Post* functions are the
+// only entry points from other threads: they post to that loop.
 //
 // Memory: an idle socket holds no buffer. It is registered once with its
 // thread's EventLoop (edge-triggered); when readable, bytes are read into the

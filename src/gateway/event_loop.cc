@@ -45,6 +45,8 @@ void EventLoop::After(std::chrono::milliseconds after, std::function<void()> fn)
 
 void EventLoop::Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
 
+void EventLoop::DeferToOwnTurn(std::function<void()> fn) { own_deferred_.push_back(std::move(fn)); }
+
 void EventLoop::Post(std::function<void()> task) {
   {
     std::lock_guard lock(mail_mu_);
@@ -61,13 +63,32 @@ void EventLoop::Wake() {
   (void)n;  // EAGAIN only at a counter of 2^64-2: the loop is awake anyway
 }
 
+void EventLoop::WakeFromBatch() {
+  std::unique_lock turn(turn_mu_, std::try_to_lock);
+  if (!turn.owns_lock() || !running_) {
+    if (turn.owns_lock()) turn.unlock();
+    return Wake();
+  }
+  // The thread sleeps in epoll_wait (or is about to, or has just returned and
+  // waits for this lock): run its mail here. Events it has already taken stay
+  // its own to handle, after this.
+  const uint64_t timers_before = timer_seq_;
+  RunMail();
+  RunDeferred();
+  // It sleeps with a timeout computed before this turn, and frees what this
+  // turn closed only in a turn of its own: wake it for either.
+  const bool wake = timer_seq_ != timers_before || !own_deferred_.empty();
+  turn.unlock();
+  if (wake) Wake();
+}
+
 void EventLoop::Stop() {
   stopping_.store(true, std::memory_order_release);
   Wake();
 }
 
 int EventLoop::NextTimeoutMs() const {
-  if (!deferred_.empty()) return 0;
+  if (!deferred_.empty() || !own_deferred_.empty()) return 0;
   if (timers_.empty()) return -1;
   auto left = std::chrono::ceil<std::chrono::milliseconds>(timers_.top().at - Clock::now());
   return left.count() <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 60000));
@@ -76,11 +97,19 @@ int EventLoop::NextTimeoutMs() const {
 void EventLoop::RunMail() {
   {
     std::lock_guard lock(mail_mu_);
-    running_.swap(mail_);
+    running_mail_.swap(mail_);
     mail_woken_ = false;
   }
-  for (auto& task : running_) task();
-  running_.clear();
+  for (auto& task : running_mail_) task();
+  running_mail_.clear();
+}
+
+void EventLoop::RunDeferred() {
+  while (!deferred_.empty()) {
+    auto batch = std::move(deferred_);
+    deferred_.clear();
+    for (auto& fn : batch) fn();
+  }
 }
 
 void EventLoop::RunTimers() {
@@ -96,8 +125,13 @@ void EventLoop::RunTimers() {
 void EventLoop::Run() {
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
+  std::unique_lock turn(turn_mu_);
+  running_ = true;
   while (!stopping_.load(std::memory_order_acquire)) {
-    int n = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs());
+    const int timeout = NextTimeoutMs();
+    turn.unlock();  // asleep: a WakeBatch may borrow a turn meanwhile
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+    turn.lock();
     if (n < 0 && errno != EINTR) {
       spdlog::critical("event loop: epoll_wait failed ({}); this network thread stops",
                        std::strerror(errno));
@@ -113,12 +147,11 @@ void EventLoop::Run() {
     }
     if (mail) RunMail();
     RunTimers();
-    while (!deferred_.empty()) {
-      auto batch = std::move(deferred_);
-      deferred_.clear();
-      for (auto& fn : batch) fn();
-    }
+    RunDeferred();
+    for (auto& fn : own_deferred_) fn();
+    own_deferred_.clear();
   }
+  running_ = false;
 }
 
 }  // namespace pigeon

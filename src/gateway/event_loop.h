@@ -13,6 +13,15 @@
 // A turn: wait for events (or the next timer), run them, then the mail, then
 // due timers, then deferred tasks (the owner's batched writes, releases) until
 // none is left.
+//
+// Borrowed turns. The loop's thread holds a turn lock for each turn and lets
+// go of it only to sleep in epoll_wait. When a WakeBatch closes (the
+// committer, after a commit), a loop whose thread is asleep is not woken: the
+// closing thread takes the turn lock and runs the mail, and the deferred tasks
+// it leaves (the sockets' writes), itself. Every turn, the loop's own or a
+// borrowed one, runs under the lock, so the connections' state still has one
+// writer at a time; a borrowed turn saves the sleeping thread a wake-up (about
+// 12 µs of CPU on the machine we measure on) and the deliveries a hop.
 #pragma once
 
 #include <atomic>
@@ -60,12 +69,20 @@ class EventLoop : public Wakeable {
   void After(std::chrono::milliseconds after, std::function<void()> fn);
   // Runs `fn` at the end of this turn, after its events, mail and timers.
   void Defer(std::function<void()> fn);
+  // Runs `fn` at the end of a turn of the loop's own thread, never of a
+  // borrowed one: for freeing what events the thread has already taken from
+  // epoll_wait, but not yet handled, may still name.
+  void DeferToOwnTurn(std::function<void()> fn);
 
   // ---- any thread ----
   // Runs `task` on the loop's thread, FIFO. Inside a WakeBatch the wake-up
   // waits for the batch's end.
   void Post(std::function<void()> task);
   void Wake() override;
+  // When a WakeBatch closes: if the loop's thread is between turns, runs the
+  // mail here, in a borrowed turn; otherwise (it is busy, or the loop is not
+  // running) wakes it.
+  void WakeFromBatch() override;
   // Makes Run() return after the current turn. Idempotent.
   void Stop();
 
@@ -79,18 +96,24 @@ class EventLoop : public Wakeable {
   int NextTimeoutMs() const;
   void RunMail();
   void RunTimers();
+  void RunDeferred();
 
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
+  // Held by every turn, the loop's own and borrowed ones; all below but the
+  // mail is guarded by it.
+  std::mutex turn_mu_;
+  bool running_ = false;  // inside Run(): turns may be borrowed
   std::vector<std::function<void()>> deferred_;
+  std::vector<std::function<void()>> own_deferred_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   uint64_t timer_seq_ = 0;
 
   std::mutex mail_mu_;
-  std::vector<std::function<void()>> mail_;     // guarded by mail_mu_
-  bool mail_woken_ = false;                     // guarded: a wake-up is on its way
-  std::vector<std::function<void()>> running_;  // the loop's thread only
+  std::vector<std::function<void()>> mail_;          // guarded by mail_mu_
+  bool mail_woken_ = false;                          // guarded: a wake-up is on its way
+  std::vector<std::function<void()>> running_mail_;  // in a turn
 };
 
 }  // namespace pigeon

@@ -69,6 +69,93 @@ TEST(EventLoop, WakeBatchHoldsTheWakeUpUntilItCloses) {
   EXPECT_EQ(ran.load(), 10);
 }
 
+// Closes a WakeBatch that may run the mail here, with `n` tasks for `t`'s
+// loop; returns the threads they ran on, once all have run.
+std::vector<std::thread::id> PostInBatchThatRunsHere(LoopThread& t, int n) {
+  std::vector<std::thread::id> ran_on;
+  {
+    WakeBatch batch;
+    batch.RunHere();
+    for (int i = 0; i < n; ++i) t.loop.Post([&] { ran_on.push_back(std::this_thread::get_id()); });
+  }
+  t.On([] {});  // anything not run here has run by now
+  return ran_on;
+}
+
+TEST(EventLoop, ABatchThatRunsHereRunsTheMailOfASleepingLoopOnItsOwnThread) {
+  LoopThread t;
+  // The loop's thread goes back to epoll_wait right after each turn; retry in
+  // case a batch closes in the moment before it lets go of its turn.
+  bool borrowed = false;
+  for (int attempt = 0; attempt < 100 && !borrowed; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto ran_on = PostInBatchThatRunsHere(t, 3);
+    ASSERT_EQ(ran_on.size(), 3u);  // each task once, wherever it ran
+    borrowed = ran_on[0] == std::this_thread::get_id();
+    // One turn runs all three: all here, or all on the loop's thread.
+    EXPECT_EQ(ran_on[1], ran_on[0]);
+    EXPECT_EQ(ran_on[2], ran_on[0]);
+  }
+  EXPECT_TRUE(borrowed) << "the mail never ran on the thread that closed the batch";
+}
+
+TEST(EventLoop, ABatchThatRunsHereWakesALoopInTheMiddleOfATurn) {
+  LoopThread t;
+  std::promise<void> release;
+  std::promise<void> busy;
+  t.loop.Post([&] {
+    busy.set_value();
+    release.get_future().wait();  // the loop's turn lasts until the batch has closed
+  });
+  busy.get_future().wait();
+  std::vector<std::thread::id> ran_on;
+  {
+    WakeBatch batch;
+    batch.RunHere();
+    t.loop.Post([&] { ran_on.push_back(std::this_thread::get_id()); });
+  }
+  release.set_value();
+  t.On([] {});
+  ASSERT_EQ(ran_on.size(), 1u);
+  EXPECT_EQ(ran_on[0], t.id);
+}
+
+TEST(EventLoop, ABorrowedTurnLeavesFreeingToTheLoopsOwnTurnAndWakesItForATimer) {
+  LoopThread t;
+  std::promise<std::thread::id> freed_on;
+  std::promise<std::thread::id> timer_on;
+  bool borrowed = false;
+  for (int attempt = 0; attempt < 100 && !borrowed; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::atomic<int> ran{0};  // 1: on the loop's thread, 2: here
+    {
+      WakeBatch batch;
+      batch.RunHere();
+      t.loop.Post([&] {
+        if (std::this_thread::get_id() == t.id) {
+          ran = 1;  // not borrowed: try again
+          return;
+        }
+        ran = 2;
+        t.loop.DeferToOwnTurn([&] { freed_on.set_value(std::this_thread::get_id()); });
+        // The loop's thread sleeps with no timer to wait for: this one must wake it.
+        t.loop.After(std::chrono::milliseconds(10),
+                     [&] { timer_on.set_value(std::this_thread::get_id()); });
+      });
+    }
+    while (ran.load() == 0) std::this_thread::yield();
+    borrowed = ran.load() == 2;
+  }
+  ASSERT_TRUE(borrowed);
+  // Nothing else is posted: only the borrowed turn's own wake-up gets these run.
+  auto freed = freed_on.get_future();
+  auto timer = timer_on.get_future();
+  ASSERT_EQ(freed.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(freed.get(), t.id);
+  ASSERT_EQ(timer.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(timer.get(), t.id);
+}
+
 TEST(EventLoop, TimersRunInDeadlineOrderAndNeverEarly) {
   LoopThread t;
   std::vector<int> order;
