@@ -25,10 +25,11 @@ out.push('bench/results/. The machine, method and analysis are in [benchmarks.md
 const steadyTable = (runs, title) => {
   const rates = [...new Set(runs.flatMap((r) => r.rounds.map((x) => x.offered_rate)))].sort((a, b) => a - b);
   out.push(`## ${title}, ${runs[0].users} users, ${runs[0].body_bytes}-byte bodies, fsync on (${runs.length} runs)`, '');
-  out.push('| offered | achieved | ack p50 | ack p99 | e2e p50 | e2e p90 | e2e p99 | e2e p99.9 | e2e p99 per 0.25 s: median, worst | server CPU / msg | of which committer, network threads | load generator CPU / msg | audit |');
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  out.push('| offered | achieved | ack p50 | ack p99 | e2e p50 | e2e p90 | e2e p99 | e2e p99.9 | e2e p99 per 0.25 s: median, worst | server CPU / msg | of which committer, network threads | server context switches / msg: slept + preempted | load generator CPU / msg | audit |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   const thread = (x, name) => (x.server_cpu_us_per_msg_by_thread || {})[name] || 0;
   const windows = (x) => x.e2e_p99_by_window_ms || [];
+  const switches = (x, kind) => (x.server_context_switches_per_msg || {})[kind];
   const dat = [];
   for (const rate of rates) {
     const rs = runs.map((r) => r.rounds.find((x) => x.offered_rate === rate)).filter(Boolean);
@@ -39,6 +40,7 @@ const steadyTable = (runs, title) => {
       `${f(m((x) => x.e2e_latency.p999_ms))} ms | ` +
       `${f(m((x) => median(windows(x))))}, ${f(m((x) => Math.max(...windows(x))))} ms | ${f(m((x) => x.server_cpu_us_per_msg), 1)} µs | ` +
       `${f(m((x) => thread(x, 'pg-commit')), 1)} + ${f(m((x) => thread(x, 'pg-net')), 1)} µs | ` +
+      `${f(m((x) => switches(x, 'voluntary')))} + ${f(m((x) => switches(x, 'involuntary')))} | ` +
       `${f(m((x) => x.load_generator_cpu_us_per_msg), 1)} µs | ${pass}/${rs.length} PASS |`);
     dat.push([rate, m((x) => x.e2e_latency.p50_ms), m((x) => x.e2e_latency.p90_ms), m((x) => x.e2e_latency.p99_ms),
       m((x) => x.e2e_latency.p999_ms), m((x) => x.server_cpu_us_per_msg)].join(' '));

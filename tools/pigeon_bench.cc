@@ -100,11 +100,19 @@ double StatCpuSeconds(const std::string& path) {
 
 double CpuSeconds(pid_t pid) { return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat"); }
 
-// CPU seconds (user + system) of each group of `pid`'s threads, by name with
-// any "-N" suffix dropped and RocksDB's "rocksdb:*" threads together: pigeond
-// names its threads pg-net-N, pg-commit, pg-worker, pg-presence, pg-push.
-std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
-  std::map<std::string, double> out;
+// What each group of `pid`'s threads has used so far: CPU seconds (user +
+// system) and context switches, voluntary (it slept: each one a wake-up to
+// come, about 12 µs of CPU on the machine we measure on) and involuntary (it was
+// preempted). Groups are thread names with any "-N" suffix dropped and
+// RocksDB's "rocksdb:*" threads together: pigeond names its threads pg-net-N,
+// pg-commit, pg-worker, pg-presence, pg-push.
+struct ThreadUse {
+  double cpu_s = 0;
+  double voluntary = 0;
+  double involuntary = 0;
+};
+std::map<std::string, ThreadUse> ThreadUsage(pid_t pid) {
+  std::map<std::string, ThreadUse> out;
   std::error_code ec;
   for (auto& task :
        std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
@@ -116,7 +124,15 @@ std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
     if (dash != std::string::npos && dash + 1 < name.size() &&
         name.find_first_not_of("0123456789", dash + 1) == std::string::npos)
       name.resize(dash);
-    out[name] += StatCpuSeconds(task.path() / "stat");
+    auto& use = out[name];
+    use.cpu_s += StatCpuSeconds(task.path() / "stat");
+    std::ifstream sf(task.path() / "status");
+    for (std::string line; std::getline(sf, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+        use.voluntary += std::stod(line.substr(line.find(':') + 1));
+      else if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        use.involuntary += std::stod(line.substr(line.find(':') + 1));
+    }
   }
   return out;
 }
@@ -719,8 +735,10 @@ struct RoundReport {
   Round round;
   RoundResult result;
   double cpu_us_per_msg = 0;
-  double loadgen_us_per_msg = 0;                // the load generator's own CPU
-  std::map<std::string, double> cpu_by_thread;  // µs per message
+  double loadgen_us_per_msg = 0;                        // the load generator's own CPU
+  std::map<std::string, double> cpu_by_thread;          // µs per message
+  std::map<std::string, ThreadUse> switches_by_thread;  // per message (cpu_s unused)
+  ThreadUse switches;                                   // all threads, per message
   double achieved = 0;
   Summary ack, e2e;
   Timeline e2e_windows;
@@ -731,9 +749,9 @@ struct RoundReport {
 // load generator's worker processes.
 struct CpuSnapshot {
   double server = 0, load_generator = 0;
-  std::map<std::string, double> threads;
+  std::map<std::string, ThreadUse> threads;
   static CpuSnapshot Take(pid_t pid, const Fleet& fleet) {
-    return {CpuSeconds(pid), fleet.WorkerCpuSeconds(), ThreadCpuSeconds(pid)};
+    return {CpuSeconds(pid), fleet.WorkerCpuSeconds(), ThreadUsage(pid)};
   }
 };
 
@@ -765,10 +783,16 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
     rep.cpu_us_per_msg = (cpu1->server - cpu0.server) * 1e6 / msgs;
     rep.loadgen_us_per_msg = (cpu1->load_generator - cpu0.load_generator) * 1e6 / msgs;
-    for (auto& [name, secs] : cpu1->threads) {
-      auto before = cpu0.threads.find(name);
-      double d = (secs - (before == cpu0.threads.end() ? 0 : before->second)) * 1e6 / msgs;
+    for (auto& [name, use] : cpu1->threads) {
+      auto it = cpu0.threads.find(name);
+      const ThreadUse before = it == cpu0.threads.end() ? ThreadUse{} : it->second;
+      double d = (use.cpu_s - before.cpu_s) * 1e6 / msgs;
       if (d > 0) rep.cpu_by_thread[name] = d;
+      ThreadUse sw{0, (use.voluntary - before.voluntary) / msgs,
+                   (use.involuntary - before.involuntary) / msgs};
+      rep.switches.voluntary += sw.voluntary;
+      rep.switches.involuntary += sw.involuntary;
+      if (sw.voluntary + sw.involuntary >= 0.005) rep.switches_by_thread[name] = sw;
     }
     rep.achieved = static_cast<double>(r.acked) / std::max(1e-9, r.send_secs);
     rep.ack = Summarize(r.ack);
@@ -792,6 +816,12 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     PrintTimeline(rep.e2e_windows, 5);
     std::printf("server CPU        %.1f us per message (user+system)", rep.cpu_us_per_msg);
     for (auto& [name, us] : rep.cpu_by_thread) std::printf("; %s %.1f", name.c_str(), us);
+    std::printf(
+        "\nserver switches   %.2f context switches per message (slept %.2f, preempted %.2f)",
+        rep.switches.voluntary + rep.switches.involuntary, rep.switches.voluntary,
+        rep.switches.involuntary);
+    for (auto& [name, sw] : rep.switches_by_thread)
+      std::printf("; %s %.2f+%.2f", name.c_str(), sw.voluntary, sw.involuntary);
     std::printf("\nload generator    %.1f us of CPU per message (its %d processes)\n",
                 rep.loadgen_us_per_msg, plan.procs);
     std::printf(
@@ -810,27 +840,40 @@ json::object ByThread(const std::map<std::string, double>& m) {
   return o;
 }
 
+json::object SwitchesJson(const ThreadUse& sw) {
+  return {{"voluntary", sw.voluntary}, {"involuntary", sw.involuntary}};
+}
+
+json::object SwitchesByThread(const std::map<std::string, ThreadUse>& m) {
+  json::object o;
+  for (auto& [name, sw] : m) o[name] = SwitchesJson(sw);
+  return o;
+}
+
 json::object ToJson(const RoundReport& rep) {
   auto& r = rep.result;
-  json::object o{{"offered_rate", rep.round.rate},
-                 {"burst_per_user", rep.round.burst},
-                 {"duration_s", rep.round.duration},
-                 {"sent", r.sent},
-                 {"acked", r.acked},
-                 {"achieved_rate", rep.achieved},
-                 {"ack_latency", ToJson(rep.ack)},
-                 {"e2e_latency", ToJson(rep.e2e)},
-                 {"e2e_histogram", Histogram(r.e2e)},
-                 {"e2e_p99_window_s", rep.e2e_windows.window_s},
-                 {"e2e_p99_by_window_ms", json::value_from(rep.e2e_windows.p99_ms)},
-                 {"server_cpu_us_per_msg", rep.cpu_us_per_msg},
-                 {"server_cpu_us_per_msg_by_thread", ByThread(rep.cpu_by_thread)},
-                 {"load_generator_cpu_us_per_msg", rep.loadgen_us_per_msg},
-                 {"lost", r.lost},
-                 {"duplicate_or_reordered", r.dup_or_reorder},
-                 {"gaps", r.gaps},
-                 {"errors", r.errors},
-                 {"audit_pass", rep.ok}};
+  json::object o{
+      {"offered_rate", rep.round.rate},
+      {"burst_per_user", rep.round.burst},
+      {"duration_s", rep.round.duration},
+      {"sent", r.sent},
+      {"acked", r.acked},
+      {"achieved_rate", rep.achieved},
+      {"ack_latency", ToJson(rep.ack)},
+      {"e2e_latency", ToJson(rep.e2e)},
+      {"e2e_histogram", Histogram(r.e2e)},
+      {"e2e_p99_window_s", rep.e2e_windows.window_s},
+      {"e2e_p99_by_window_ms", json::value_from(rep.e2e_windows.p99_ms)},
+      {"server_cpu_us_per_msg", rep.cpu_us_per_msg},
+      {"server_cpu_us_per_msg_by_thread", ByThread(rep.cpu_by_thread)},
+      {"server_context_switches_per_msg", SwitchesJson(rep.switches)},
+      {"server_context_switches_per_msg_by_thread", SwitchesByThread(rep.switches_by_thread)},
+      {"load_generator_cpu_us_per_msg", rep.loadgen_us_per_msg},
+      {"lost", r.lost},
+      {"duplicate_or_reordered", r.dup_or_reorder},
+      {"gaps", r.gaps},
+      {"errors", r.errors},
+      {"audit_pass", rep.ok}};
   return o;
 }
 
