@@ -1,11 +1,12 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
 
-.PHONY: deps build build-asan run test test-release test-asan bench format format-check clean
+.PHONY: deps build build-asan build-tsan run test test-release test-asan test-tsan bench format format-check clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -18,6 +19,10 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPIGEON_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+build-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIGEON_TSAN=ON >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+
 run: build
 	$(BUILD)/pigeond --listen $(LISTEN) --data-dir $(DATA_DIR)
 
@@ -28,7 +33,12 @@ test-release: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2
 
-test: format-check test-release test-asan
+# The same tests under ThreadSanitizer: a connection's state may be run by its
+# network thread or by the committer (borrowed turns, docs/architecture.md).
+test-tsan: build-tsan
+	bash scripts/test-tsan.sh $(TSAN_BUILD)
+
+test: format-check test-release test-asan test-tsan
 
 # Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
 bench: build
@@ -42,4 +52,4 @@ format-check: deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h') && echo "clang-format: clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
