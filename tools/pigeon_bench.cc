@@ -106,10 +106,13 @@ double CpuSeconds(pid_t pid) { return StatCpuSeconds("/proc/" + std::to_string(p
 // preempted). Groups are thread names with any "-N" suffix dropped and
 // RocksDB's "rocksdb:*" threads together: pigeond names its threads pg-net-N,
 // pg-commit, pg-worker, pg-presence, pg-push.
-struct ThreadUse {
-  double cpu_s = 0;
+struct Switches {
   double voluntary = 0;
   double involuntary = 0;
+};
+struct ThreadUse {
+  double cpu_s = 0;
+  Switches switches;
 };
 std::map<std::string, ThreadUse> ThreadUsage(pid_t pid) {
   std::map<std::string, ThreadUse> out;
@@ -129,9 +132,9 @@ std::map<std::string, ThreadUse> ThreadUsage(pid_t pid) {
     std::ifstream sf(task.path() / "status");
     for (std::string line; std::getline(sf, line);) {
       if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
-        use.voluntary += std::stod(line.substr(line.find(':') + 1));
+        use.switches.voluntary += std::stod(line.substr(line.find(':') + 1));
       else if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-        use.involuntary += std::stod(line.substr(line.find(':') + 1));
+        use.switches.involuntary += std::stod(line.substr(line.find(':') + 1));
     }
   }
   return out;
@@ -735,10 +738,10 @@ struct RoundReport {
   Round round;
   RoundResult result;
   double cpu_us_per_msg = 0;
-  double loadgen_us_per_msg = 0;                        // the load generator's own CPU
-  std::map<std::string, double> cpu_by_thread;          // µs per message
-  std::map<std::string, ThreadUse> switches_by_thread;  // per message (cpu_s unused)
-  ThreadUse switches;                                   // all threads, per message
+  double loadgen_us_per_msg = 0;                       // the load generator's own CPU
+  std::map<std::string, double> cpu_by_thread;         // µs per message
+  std::map<std::string, Switches> switches_by_thread;  // per message
+  Switches switches;                                   // all threads, per message
   double achieved = 0;
   Summary ack, e2e;
   Timeline e2e_windows;
@@ -788,8 +791,8 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
       const ThreadUse before = it == cpu0.threads.end() ? ThreadUse{} : it->second;
       double d = (use.cpu_s - before.cpu_s) * 1e6 / msgs;
       if (d > 0) rep.cpu_by_thread[name] = d;
-      ThreadUse sw{0, (use.voluntary - before.voluntary) / msgs,
-                   (use.involuntary - before.involuntary) / msgs};
+      Switches sw{(use.switches.voluntary - before.switches.voluntary) / msgs,
+                  (use.switches.involuntary - before.switches.involuntary) / msgs};
       rep.switches.voluntary += sw.voluntary;
       rep.switches.involuntary += sw.involuntary;
       if (sw.voluntary + sw.involuntary >= 0.005) rep.switches_by_thread[name] = sw;
@@ -840,11 +843,11 @@ json::object ByThread(const std::map<std::string, double>& m) {
   return o;
 }
 
-json::object SwitchesJson(const ThreadUse& sw) {
+json::object SwitchesJson(const Switches& sw) {
   return {{"voluntary", sw.voluntary}, {"involuntary", sw.involuntary}};
 }
 
-json::object SwitchesByThread(const std::map<std::string, ThreadUse>& m) {
+json::object SwitchesByThread(const std::map<std::string, Switches>& m) {
   json::object o;
   for (auto& [name, sw] : m) o[name] = SwitchesJson(sw);
   return o;
