@@ -519,9 +519,19 @@ class Worker {
                             : static_cast<int>(rng_() % static_cast<unsigned>(n));
         auto& s = socks_[u];
         payload.clear();
+        // A client_msg_id as devices make them: random (a UUID's 122 bits
+        // in most apps; 64 here), so each one lands at a random place among
+        // its sender's earlier ones in the store's dedup index. The rest
+        // keeps it unique across workers and runs, and its last number
+        // matches the ack to the send.
+        char rand_hex[17];
+        std::snprintf(rand_hex, sizeof rand_hex, "%016llx",
+                      static_cast<unsigned long long>(id_rng_()));
         payload.append(R"({"type":"send","conversation_id":")")
             .append(plan_.conv[s.user])
-            .append(R"(","client_msg_id":"w)")
+            .append(R"(","client_msg_id":")")
+            .append(rand_hex, 16)
+            .append("w")
             .append(std::to_string(index_))
             .append(nonce_)
             .append("r")
@@ -620,7 +630,8 @@ class Worker {
  private:
   const Plan& plan_;
   int index_, lo_, hi_;
-  std::mt19937 rng_;
+  std::mt19937 rng_;  // who sends: the same sequence in every run
+  std::mt19937_64 id_rng_{static_cast<uint64_t>(NowNs()) ^ static_cast<uint64_t>(index_)};
   int ep_ = -1;
   int round_ = 0;
   // Client message ids are unique across workers, rounds and runs.
