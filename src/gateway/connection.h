@@ -181,13 +181,14 @@ struct ThreadState {
   std::vector<std::unique_ptr<std::string>> spare;
   EventLoop loop;
 
-  // Any thread: runs `task` on this thread. Tasks from other threads (the
-  // committer's acks and deliveries, workers' answers) queue here and run
-  // together in one turn of the loop: a commit batch touching many sockets of
+  // Any thread: runs `task` in a turn of this thread's loop. Tasks from other
+  // threads (the committer's acks and deliveries, workers' answers) queue here
+  // and run together in one turn: a commit batch touching many sockets of
   // this thread wakes it once, not once per socket (each wake-up of an idle
   // loop is a syscall and a context switch). Inside a WakeBatch (the
-  // committer's callbacks) the wake-up waits for the batch's end. FIFO per
-  // thread.
+  // committer's callbacks) the wake-up waits for the batch's end, and after a
+  // small batch the committer runs the turn itself if this thread sleeps
+  // (EventLoop::WakeFromBatch). FIFO per thread.
   void Post(std::function<void()> task) { loop.Post(std::move(task)); }
 
   // This thread: `c` writes its output at the end of this turn (one write for
