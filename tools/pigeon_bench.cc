@@ -58,7 +58,8 @@ int64_t NowNs() {
 
 // ---- /proc readings -------------------------------------------------------------
 
-int64_t ProcFieldKb(const std::string& file, const std::string& field) {
+// The number after "field:" in a /proc file (kB for memory fields); -1 if absent.
+int64_t ProcField(const std::string& file, const std::string& field) {
   std::ifstream f(file);
   std::string line;
   while (std::getline(f, line))
@@ -66,9 +67,9 @@ int64_t ProcFieldKb(const std::string& file, const std::string& field) {
   return -1;
 }
 int64_t StatusKb(pid_t pid, const std::string& field) {
-  return ProcFieldKb("/proc/" + std::to_string(pid) + "/status", field);
+  return ProcField("/proc/" + std::to_string(pid) + "/status", field);
 }
-int64_t MeminfoKb(const std::string& field) { return ProcFieldKb("/proc/meminfo", field); }
+int64_t MeminfoKb(const std::string& field) { return ProcField("/proc/meminfo", field); }
 
 // TCP socket buffer memory, in pages, from /proc/net/sockstat ("TCP: inuse .. mem N").
 int64_t SockstatTcpMemPages() {
@@ -129,13 +130,10 @@ std::map<std::string, ThreadUse> ThreadUsage(pid_t pid) {
       name.resize(dash);
     auto& use = out[name];
     use.cpu_s += StatCpuSeconds(task.path() / "stat");
-    std::ifstream sf(task.path() / "status");
-    for (std::string line; std::getline(sf, line);) {
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
-        use.switches.voluntary += std::stod(line.substr(line.find(':') + 1));
-      else if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-        use.switches.involuntary += std::stod(line.substr(line.find(':') + 1));
-    }
+    const std::string status = task.path() / "status";
+    use.switches.voluntary += static_cast<double>(ProcField(status, "voluntary_ctxt_switches"));
+    use.switches.involuntary +=
+        static_cast<double>(ProcField(status, "nonvoluntary_ctxt_switches"));
   }
   return out;
 }
