@@ -21,7 +21,7 @@ struct Config {
   uint64_t max_inflight_sends = 4096;      // un-acked sends per socket; past it rate_limited
   uint64_t commit_queue_max = 100000;      // ops waiting to commit; past it unavailable
   uint64_t commit_batch_max = 8192;        // ops per group commit
-  uint64_t commit_delay_us = 500;          // a small batch waits this long for more (0: off)
+  uint64_t commit_delay_us = 2000;         // a small batch waits this long for more (0: off)
   uint64_t commit_delay_ops = 16;          // ... unless it already has this many ops
   uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
   uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
