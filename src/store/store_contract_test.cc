@@ -1,6 +1,7 @@
 // The MessageStore contract. Every backend runs this suite (GoogleTest typed
 // tests): add a backend by adding a Backend class to kBackends.
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <sched.h>
 
@@ -328,6 +329,90 @@ TEST(RocksStoreBackground, FlushesAndCompactionsRunUnderSchedIdle) {
         &policy, pool);
     EXPECT_EQ(policy.get_future().get(), SCHED_IDLE) << "pool " << static_cast<int>(pool);
   }
+}
+
+// The dedup keys live in a column family of their own (a hash memtable). A
+// store written before it existed has them in the default family: they move
+// at open, and a retry of a message sent before the upgrade is still caught,
+// from the memtable and from a table file alike.
+TEST(RocksStoreDedup, KeysOfAnOlderStoreMoveToTheirFamilyAndStillCatchRetries) {
+  char tmpl[] = "/tmp/pigeon-store-test.XXXXXX";
+  std::string path = std::string(::mkdtemp(tmpl)) + "/db";
+  auto open = [&] {
+    auto s = RocksStore::Open({.path = path});
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return std::move(*s);
+  };
+  std::vector<OpResult> rs;
+  auto commit = [&](MessageStore& store, WriteOp op) {
+    EXPECT_TRUE(store.Commit(std::span<const WriteOp>(&op, 1), 1000, &rs).ok());
+    return rs.at(0);
+  };
+  std::string conv;
+  {
+    auto store = open();
+    for (const char* u : {"alice", "bob"}) (void)commit(*store, op::CreateUser{u, "hash"});
+    conv =
+        std::get<Conversation>(commit(*store, op::OpenDirectConversation{"alice", "bob"}).value).id;
+  }
+  // Each raw opening of the database sees both families (`families`) and
+  // returns the count of X keys in each: default, dedup.
+  auto raw = [&](auto&& body) {
+    rocksdb::DBOptions o;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {RocksStore::kDedupFamily, {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    EXPECT_TRUE(rocksdb::DB::Open(o, path, families, &h, &db).ok());
+    std::array<int, 2> xs{};
+    for (int f = 0; f < 2; ++f) {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, h[f]));
+      for (it->Seek("X"); it->Valid() && it->key().starts_with("X"); it->Next()) ++xs[f];
+    }
+    body(*db, h);
+    for (auto* f : h) (void)db->DestroyColumnFamilyHandle(f);
+    delete db;
+    return xs;
+  };
+  {
+    auto store = open();
+    auto r = commit(*store, op::AppendMessage{"alice", conv, "before", "b"});
+    ASSERT_TRUE(r.status.ok());
+  }
+  // Make it an older store: its X keys in the default family, no dedup family.
+  auto before = raw([](rocksdb::DB& db, std::vector<rocksdb::ColumnFamilyHandle*>& h) {
+    std::unique_ptr<rocksdb::Iterator> it(db.NewIterator({}, h[1]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ASSERT_TRUE(db.Put({}, h[0], it->key(), it->value()).ok());
+      ASSERT_TRUE(db.Delete({}, h[1], it->key()).ok());
+    }
+    ASSERT_TRUE(db.Flush({}, h[0]).ok());
+    ASSERT_TRUE(db.DropColumnFamily(h[1]).ok());
+  });
+  EXPECT_EQ(before, (std::array<int, 2>{0, 1}));
+  {
+    auto store = open();
+    auto dup = commit(*store, op::AppendMessage{"alice", conv, "before", "again"});
+    ASSERT_TRUE(dup.status.ok());
+    EXPECT_TRUE(std::get<AppendResult>(dup.value).duplicate);
+    EXPECT_EQ(std::get<AppendResult>(dup.value).message.seq, 1u);
+    auto next = commit(*store, op::AppendMessage{"alice", conv, "after", "b"});
+    EXPECT_EQ(std::get<AppendResult>(next.value).message.seq, 2u);
+  }
+  // Both keys in their own family now, and from its table file after a flush.
+  auto after = raw([](rocksdb::DB& db, std::vector<rocksdb::ColumnFamilyHandle*>& h) {
+    ASSERT_TRUE(db.Flush({}, h[1]).ok());
+  });
+  EXPECT_EQ(after, (std::array<int, 2>{0, 2}));
+  auto store = open();
+  for (const char* cmid : {"before", "after"}) {
+    auto dup = commit(*store, op::AppendMessage{"alice", conv, cmid, "again"});
+    ASSERT_TRUE(dup.status.ok());
+    EXPECT_TRUE(std::get<AppendResult>(dup.value).duplicate) << cmid;
+  }
+  store.reset();
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 }  // namespace

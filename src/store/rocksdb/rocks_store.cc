@@ -4,6 +4,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
@@ -265,17 +266,67 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  // The dedup keys (X) have a column family of their own. They are only ever
+  // looked up whole, never scanned, and a client_msg_id is often random, so in
+  // the skiplist each insert searched the whole memtable (every message's
+  // costliest insert). Here the memtable is a hash table of short lists: one
+  // bucket per key. It is sized to flush about when the default family does
+  // (a message's dedup entry is about a fifth of its bytes), and
+  // max_total_wal_size flushes it sooner if it would keep old WAL files alive.
+  rocksdb::ColumnFamilyOptions d(o);
+  d.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 18));
+  d.prefix_extractor.reset(rocksdb::NewNoopTransform());  // the bucket is the whole key's
+  d.memtable_insert_with_hint_prefix_extractor = nullptr;
+  d.memtable_prefix_bloom_size_ratio = 0;
+  d.write_buffer_size = 16 << 20;
+  o.allow_concurrent_memtable_write = false;  // not with a hash memtable; one committer writes
+  o.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)}, {kDedupFamily, d}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(o, options.path, &raw);
+  auto s = rocksdb::DB::Open(rocksdb::DBOptions(o), options.path, families, &handles, &raw);
   if (!s.ok()) return Status(ErrorCode::kUnavailable, "cannot open store: " + s.ToString());
-  return std::unique_ptr<RocksStore>(new RocksStore(std::unique_ptr<rocksdb::DB>(raw), options));
+  (void)raw->DestroyColumnFamilyHandle(handles[0]);  // the DB keeps its own for the default family
+  std::unique_ptr<RocksStore> store(
+      new RocksStore(std::unique_ptr<rocksdb::DB>(raw), handles[1], options));
+  if (Status m = store->MoveDedupKeysToTheirFamily(); !m.ok()) return m;
+  return store;
 }
 
-RocksStore::RocksStore(std::unique_ptr<rocksdb::DB> db, Options options)
-    : db_(std::move(db)), options_(std::move(options)) {}
+// A store written before the dedup family existed keeps its X keys in the
+// default family. They move over at open, a slice at a time; each slice's
+// copy and removal is one atomic write, so a crash mid-way leaves every key in
+// one place or the other, and the next open carries on.
+Status RocksStore::MoveDedupKeysToTheirFamily() {
+  for (;;) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    rocksdb::WriteBatch batch;
+    std::string first, last;
+    size_t n = 0;
+    for (it->Seek("X"); it->Valid() && it->key().starts_with("X") && n < 10000; it->Next(), ++n) {
+      if (n == 0) first = it->key().ToString();
+      last = it->key().ToString();
+      (void)batch.Put(dedup_, it->key(), it->value());
+    }
+    if (!it->status().ok()) return FromRocks(it->status());
+    if (n == 0) return Status::Ok();
+    last.push_back('\0');  // the first key after `last`: the range's end is exclusive
+    (void)batch.DeleteRange(db_->DefaultColumnFamily(), first, last);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto s = db_->Write(wo, &batch); !s.ok()) return FromRocks(s);
+  }
+}
+
+RocksStore::RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup,
+                       Options options)
+    : db_(std::move(db)), dedup_(dedup), options_(std::move(options)) {}
 
 RocksStore::~RocksStore() {
-  if (db_) (void)db_->Close();
+  if (!db_) return;
+  (void)db_->DestroyColumnFamilyHandle(dedup_);
+  (void)db_->Close();
 }
 
 // ---- committer side ---------------------------------------------------------
@@ -286,17 +337,21 @@ bool RocksStore::GetKey(const std::string& key, std::string* value) {
     *value = *it->second;
     return true;
   }
-  return db_->Get(rocksdb::ReadOptions(), key, value).ok();
+  return db_->Get(rocksdb::ReadOptions(), Family(key), key, value).ok();
 }
 
 void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string key, std::string value) {
-  (void)batch.Put(key, value);
+  (void)batch.Put(Family(key), key, value);
   overlay_[std::move(key)] = std::move(value);
 }
 
 void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string key) {
-  (void)batch.Delete(key);
+  (void)batch.Delete(Family(key), key);
   overlay_[std::move(key)] = std::nullopt;
+}
+
+rocksdb::ColumnFamilyHandle* RocksStore::Family(std::string_view key) const {
+  return key.starts_with('X') ? dedup_ : db_->DefaultColumnFamily();
 }
 
 Conversation* RocksStore::LoadConversation(const std::string& id) {

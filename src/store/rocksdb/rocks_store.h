@@ -27,6 +27,7 @@
 namespace rocksdb {
 class DB;
 class Iterator;
+class ColumnFamilyHandle;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -34,6 +35,8 @@ namespace pigeon {
 
 class RocksStore final : public MessageStore {
  public:
+  // The column family of the dedup keys (X sender client_msg_id), a hash memtable's.
+  static constexpr const char* kDedupFamily = "dedup";
   struct Options {
     std::string path;
     size_t block_cache_bytes = 128 << 20;
@@ -60,7 +63,10 @@ class RocksStore final : public MessageStore {
   Status Check() override;
 
  private:
-  RocksStore(std::unique_ptr<rocksdb::DB> db, Options options);
+  RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup, Options options);
+  Status MoveDedupKeysToTheirFamily();
+  // Where a key lives: dedup keys (X) in their own family, the rest in the default one.
+  rocksdb::ColumnFamilyHandle* Family(std::string_view key) const;
 
   // Any thread: the conversation's record, with its last seq from its newest
   // message key (found with `messages`, an iterator the caller may reuse).
@@ -97,6 +103,7 @@ class RocksStore final : public MessageStore {
                               const std::vector<std::string>& to);
 
   std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* dedup_;  // the X keys' family (kDedupFamily)
   Options options_;
   // Keys written by the batch being built: read-your-writes inside a batch.
   std::unordered_map<std::string, std::optional<std::string>> overlay_;
