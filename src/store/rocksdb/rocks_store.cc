@@ -258,10 +258,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   // commits' WAL writes, and their fdatasync took 15-20 ms.
   o.bytes_per_sync = 1 << 20;
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<KeyPrefix>();
-  // A bloom filter over the memtable's keys: the dedup lookup of every new
-  // message is a miss, answered without walking the skiplist.
-  o.memtable_whole_key_filtering = true;
-  o.memtable_prefix_bloom_size_ratio = 0.02;
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -277,7 +273,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   d.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 18));
   d.prefix_extractor.reset(rocksdb::NewNoopTransform());  // the bucket is the whole key's
   d.memtable_insert_with_hint_prefix_extractor = nullptr;
-  d.memtable_prefix_bloom_size_ratio = 0;
   d.write_buffer_size = 16 << 20;
   o.allow_concurrent_memtable_write = false;  // not with a hash memtable; one committer writes
   o.create_missing_column_families = true;
