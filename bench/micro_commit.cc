@@ -4,7 +4,9 @@
 // Run: build/micro_bench --benchmark_filter=Commit
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <random>
 
 #include "core/ids.h"
 #include "store/rocksdb/rocks_store.h"
@@ -42,27 +44,40 @@ class Fixture {
   std::vector<std::string> convs_;
 };
 
-void BM_CommitMessages(benchmark::State& state) {
+// Batches of messages, round-robin over the conversations. `random_ids`: each
+// client_msg_id is 16 random hex digits, as many apps make them, so its dedup
+// key lands at a random place among its sender's; otherwise a counter.
+void CommitMessages(benchmark::State& state, bool random_ids) {
   const size_t batch = static_cast<size_t>(state.range(0));
   Fixture f(1000);
   std::vector<OpResult> results;
   uint64_t n = 0;
+  std::mt19937_64 rng(42);
   const std::string body(100, 'x');
   for (auto _ : state) {
     std::vector<WriteOp> ops;
     ops.reserve(batch);
     for (size_t i = 0; i < batch; ++i, ++n) {
       auto& conv = f.convs()[n % f.convs().size()];
+      char id[17];
+      if (random_ids)
+        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(rng()));
       ops.push_back(op::AppendMessage{"u" + std::to_string((n % f.convs().size()) * 2), conv,
-                                      "k" + std::to_string(n), body});
+                                      random_ids ? std::string(id) : "k" + std::to_string(n),
+                                      body});
     }
     auto s = f.store().Commit(ops, NowMs(), &results);
     if (!s.ok()) state.SkipWithError(s.message().c_str());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch));
 }
+
+void BM_CommitMessages(benchmark::State& state) { CommitMessages(state, false); }
 // Each Commit is one fsync'd WAL write.
 BENCHMARK(BM_CommitMessages)->Arg(1)->Arg(16)->Arg(256)->Arg(4096)->UseRealTime();
+
+void BM_CommitMessagesRandomIds(benchmark::State& state) { CommitMessages(state, true); }
+BENCHMARK(BM_CommitMessagesRandomIds)->Arg(256)->Arg(4096)->UseRealTime();
 
 // A user's conversation list (GET /api/v1/conversations) with 999 conversations,
 // one message in each: a record, a last-message seek and a marks lookup each.
