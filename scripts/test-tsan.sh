@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of a ThreadSanitizer build ($1, default build-tsan) and fails
-# on a race it reports in pigeon's code, in a test process or in a pigeond the tests started
-# (their reports go to files: a pigeond killed by its test has no exit code to
-# fail with). Suppressions: scripts/tsan.supp.
+# on a race it reports in pigeon's code, in a test process or in a pigeond the
+# tests started (their reports go to files: a pigeond killed by its test has no
+# exit code to fail with). Suppressions: scripts/tsan.supp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-tsan}

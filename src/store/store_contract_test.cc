@@ -355,8 +355,8 @@ TEST(RocksStoreDedup, KeysOfAnOlderStoreMoveToTheirFamilyAndStillCatchRetries) {
     conv =
         std::get<Conversation>(commit(*store, op::OpenDirectConversation{"alice", "bob"}).value).id;
   }
-  // Each raw opening of the database sees both families (`families`) and
-  // returns the count of X keys in each: default, dedup.
+  // Opens the database raw, with both families, and runs `body` on it;
+  // returns the X keys it found in each (default, dedup) before `body` ran.
   auto raw = [&](auto&& body) {
     rocksdb::DBOptions o;
     o.create_missing_column_families = true;

@@ -25,9 +25,9 @@
 #include "store/message_store.h"
 
 namespace rocksdb {
+class ColumnFamilyHandle;
 class DB;
 class Iterator;
-class ColumnFamilyHandle;
 class WriteBatch;
 }  // namespace rocksdb
 
