@@ -9,8 +9,10 @@
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -294,6 +296,8 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
 // copy and removal is one atomic write, so a crash mid-way leaves every key in
 // one place or the other, and the next open carries on.
 Status RocksStore::MoveDedupKeysToTheirFamily() {
+  size_t moved = 0;
+  auto start = std::chrono::steady_clock::now();
   for (;;) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     rocksdb::WriteBatch batch;
@@ -305,13 +309,22 @@ Status RocksStore::MoveDedupKeysToTheirFamily() {
       (void)batch.Put(dedup_, it->key(), it->value());
     }
     if (!it->status().ok()) return FromRocks(it->status());
-    if (n == 0) return Status::Ok();
+    if (n == 0) break;
+    if (moved == 0)
+      spdlog::info(
+          "store: moving the dedup keys of an older store to their column family (once; "
+          "about 3 s per million messages)");
     last.push_back('\0');  // the first key after `last`: the range's end is exclusive
     (void)batch.DeleteRange(db_->DefaultColumnFamily(), first, last);
     rocksdb::WriteOptions wo;
     wo.sync = true;
     if (auto s = db_->Write(wo, &batch); !s.ok()) return FromRocks(s);
+    moved += n;
   }
+  if (moved)
+    spdlog::info("store: moved {} dedup keys in {:.1f} s", moved,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return Status::Ok();
 }
 
 RocksStore::RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup,
