@@ -173,7 +173,7 @@ struct CountingStore final : MessageStore {
   explicit CountingStore(MessageStore& inner) : inner(inner) {}
   Status Commit(std::span<const WriteOp> ops, int64_t now, std::vector<OpResult>* r) override {
     ++commits;
-    if (gate) gate->wait();
+    if (gate_.valid()) gate_.wait();
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     return inner.Commit(ops, now, r);
   }
@@ -198,7 +198,11 @@ struct CountingStore final : MessageStore {
   Status Check() override { return inner.Check(); }
   MessageStore& inner;
   std::atomic<int> commits{0};
-  std::shared_future<void> const* gate = nullptr;
+  // Commits wait from CloseGate() until OpenGate().
+  void CloseGate() { gate_ = open_.get_future().share(); }
+  void OpenGate() { open_.set_value(); }
+  std::promise<void> open_;
+  std::shared_future<void> gate_;
 };
 
 // A callback that expects its op to commit, and counts it.
@@ -231,9 +235,7 @@ TEST_F(ChatServiceTest, PipelineGroupsManyOpsIntoFewCommits) {
 
 TEST_F(ChatServiceTest, PipelineRefusesWhenItsQueueIsFull) {
   CountingStore counting(*store_);
-  std::promise<void> open;
-  std::shared_future<void> gate = open.get_future().share();
-  counting.gate = &gate;
+  counting.CloseGate();
   CommitPipeline pipeline(counting, metrics_, {.max_queue = 10, .max_batch = 10});
   std::atomic<int> done{0};
   auto cb = [&](OpResult&) { ++done; };
@@ -243,7 +245,7 @@ TEST_F(ChatServiceTest, PipelineRefusesWhenItsQueueIsFull) {
   for (int i = 0; i < 10; ++i)
     ASSERT_TRUE(pipeline.Submit(op::CreateUser{"q" + std::to_string(i), "h"}, cb));
   EXPECT_FALSE(pipeline.Submit(op::CreateUser{"overflow", "h"}, cb));
-  open.set_value();
+  counting.OpenGate();
   pipeline.Stop();
   EXPECT_EQ(done.load(), 11);
 }
@@ -308,9 +310,7 @@ CommitPipeline::Done CountAndDefer(std::atomic<int>& done, WakeRecorder& to) {
 
 TEST_F(ChatServiceTest, PipelineRunsASmallBatchsHandOffsHereUnlessTheNextBatchIsDue) {
   CountingStore counting(*store_);
-  std::promise<void> open;
-  std::shared_future<void> gate = open.get_future().share();
-  counting.gate = &gate;
+  counting.CloseGate();
   // A small batch is at most delay_ops / 2 = 2 ops.
   CommitPipeline pipeline(counting, metrics_, {.delay_us = 1000, .delay_ops = 4});
   std::atomic<int> done{0};
@@ -322,7 +322,7 @@ TEST_F(ChatServiceTest, PipelineRunsASmallBatchsHandOffsHereUnlessTheNextBatchIs
   for (int i = 0; i < 4; ++i)
     ASSERT_TRUE(
         pipeline.Submit(op::CreateUser{"l" + std::to_string(i), "h"}, CountAndDefer(done, large)));
-  open.set_value();
+  counting.OpenGate();
   small_due.WaitFor(1);
   large.WaitFor(4);
   EXPECT_EQ(small_due.run_here.load(), 0);  // the next commit goes first
