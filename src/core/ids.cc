@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 namespace pigeon {
@@ -34,10 +35,17 @@ std::string DirectConversationId(std::string_view a, std::string_view b) {
 }
 
 std::string ServerMsgId(std::string_view conversation_id, uint64_t seq) {
-  std::string out(conversation_id);
-  out.push_back('-');
-  out.append(std::to_string(seq));
+  std::string out;
+  AppendServerMsgId(out, conversation_id, seq);
   return out;
+}
+
+void AppendServerMsgId(std::string& out, std::string_view conversation_id, uint64_t seq) {
+  out.append(conversation_id);
+  out.push_back('-');
+  char buf[20];
+  auto end = std::to_chars(buf, buf + sizeof buf, seq).ptr;
+  out.append(buf, static_cast<size_t>(end - buf));
 }
 
 std::string NewToken() {

@@ -17,6 +17,8 @@ std::string DirectConversationId(std::string_view a, std::string_view b);
 
 // Unique across the service because (conversation, seq) is.
 std::string ServerMsgId(std::string_view conversation_id, uint64_t seq);
+// The same, appended to `out` (frames are written without temporaries).
+void AppendServerMsgId(std::string& out, std::string_view conversation_id, uint64_t seq);
 
 // A fresh bearer token: 32 random bytes, base64url without padding.
 std::string NewToken();

@@ -101,5 +101,17 @@ TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
   EXPECT_EQ(http.at("error").at("code").as_string(), "conflict");
 }
 
+TEST(Frames, JsonStringsAreWhatBoostJsonSerializes) {
+  // Plain text takes a shortcut around the serializer: the bytes must match
+  // either way, for every byte that may or may not need escaping.
+  std::vector<std::string> cases = {"", "alice", "3f2a-17", "caf\xc3\xa9 \xe2\x82\xac / <a>"};
+  for (int c = 0; c < 0x80; ++c) cases.push_back("x" + std::string(1, static_cast<char>(c)) + "y");
+  for (auto& s : cases) {
+    std::string out = "[";
+    AppendJsonString(out, s);
+    EXPECT_EQ(out, "[" + boost::json::serialize(boost::json::string(s))) << s;
+  }
+}
+
 }  // namespace
 }  // namespace pigeon

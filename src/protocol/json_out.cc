@@ -1,13 +1,38 @@
 // Server frames, written directly as text: no intermediate JSON tree on the
 // hot path. String escaping is Boost.JSON's serializer.
 #include <boost/json.hpp>
+#include <charconv>
 
 #include "core/ids.h"
 #include "protocol/frames.h"
 
 namespace pigeon {
+namespace {
+
+template <typename Int>
+void AppendNumber(std::string& out, Int n) {
+  char buf[24];
+  auto end = std::to_chars(buf, buf + sizeof buf, n).ptr;
+  out.append(buf, static_cast<size_t>(end - buf));
+}
+
+bool NeedsEscape(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == '"' || c == '\\') return true;
+  return false;
+}
+
+}  // namespace
 
 void AppendJsonString(std::string& out, std::string_view s) {
+  // Most strings (ids, most bodies) have nothing to escape: quoted as they are,
+  // which is what the serializer below writes for them.
+  if (!NeedsEscape(s)) {
+    out.push_back('"');
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
   thread_local boost::json::serializer sr;
   sr.reset(boost::json::string_view(s.data(), s.size()));
   char buf[1024];
@@ -46,15 +71,15 @@ std::string MessageFramePrefix(const MessageView& m) {
   out.append(R"({"type":"message","conversation_id":")");
   out.append(m.conversation_id);  // server-made: hex, needs no escaping
   out.append(R"(","server_msg_id":")");
-  out.append(ServerMsgId(m.conversation_id, m.seq));
+  AppendServerMsgId(out, m.conversation_id, m.seq);
   out.append(R"(","seq":)");
-  out.append(std::to_string(m.seq));
+  AppendNumber(out, m.seq);
   out.append(R"(,"sender":")");
   out.append(m.sender);  // [a-z0-9_.-]
   out.append(R"(","body":)");
   AppendJsonString(out, m.body);
   out.append(R"(,"ts":)");
-  out.append(std::to_string(m.ts));
+  AppendNumber(out, m.ts);
   return out;
 }
 
@@ -70,28 +95,34 @@ std::string FinishMessage(std::string_view prefix, FeedPos pos) {
 
 std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,
                      int64_t ts) {
-  std::string out = R"({"type":"ack","client_msg_id":)";
+  std::string out;
+  out.reserve(client_msg_id.size() + conversation_id.size() * 2 + 128);
+  out.append(R"({"type":"ack","client_msg_id":)");
   AppendJsonString(out, client_msg_id);
   out.append(R"(,"conversation_id":")");
   out.append(conversation_id);
   out.append(R"(","server_msg_id":")");
-  out.append(ServerMsgId(conversation_id, seq));
+  AppendServerMsgId(out, conversation_id, seq);
   out.append(R"(","seq":)");
-  out.append(std::to_string(seq));
+  AppendNumber(out, seq);
   out.append(R"(,"ts":)");
-  out.append(std::to_string(ts));
+  AppendNumber(out, ts);
   out.push_back('}');
   return out;
 }
 
 std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
                          std::string_view status, uint64_t seq, int64_t ts, FeedPos cursor) {
-  std::string out = R"({"type":"receipt","conversation_id":")";
+  std::string out;
+  out.reserve(conversation_id.size() + user.size() + 128);
+  out.append(R"({"type":"receipt","conversation_id":")");
   out.append(conversation_id);
   out.append(R"(","user":")").append(user);
   out.append(R"(","status":")").append(status);
-  out.append(R"(","seq":)").append(std::to_string(seq));
-  out.append(R"(,"ts":)").append(std::to_string(ts));
+  out.append(R"(","seq":)");
+  AppendNumber(out, seq);
+  out.append(R"(,"ts":)");
+  AppendNumber(out, ts);
   out.append(R"(,"cursor":")");
   AppendCursor(out, cursor);
   out.append("\"}");
