@@ -171,7 +171,7 @@ TEST_F(ChatServiceTest, HistoryIsForMembersOnly) {
 // A store that takes a while to commit, like a disk's fsync, and counts commits.
 struct CountingStore final : MessageStore {
   explicit CountingStore(MessageStore& inner) : inner(inner) {}
-  Status Commit(std::span<const WriteOp> ops, int64_t now, std::vector<OpResult>* r) override {
+  Status Commit(std::span<WriteOp> ops, int64_t now, std::vector<OpResult>* r) override {
     ++commits;
     if (gate_.valid()) gate_.wait();
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

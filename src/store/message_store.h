@@ -248,9 +248,10 @@ class MessageStore {
   virtual ~MessageStore() = default;
 
   // See the file comment. `now_ms` is the commit time stamped on messages.
-  // On success `results` has one entry per op, in order.
-  virtual Status Commit(std::span<const WriteOp> ops, int64_t now_ms,
-                        std::vector<OpResult>* results) = 0;
+  // On success `results` has one entry per op, in order. The store may move
+  // what a result carries (a message's body and ids) out of its op: the
+  // caller drops the ops after the commit.
+  virtual Status Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<OpResult>* results) = 0;
 
   virtual Result<UserRecord> GetUser(std::string_view user_id) = 0;
   // unauthorized when the token is unknown or revoked.

@@ -53,15 +53,21 @@ bool DecodeConversation(std::string_view in, Conversation* c) {
 }
 
 std::string EncodeMessage(const StoredMessage& m) {
-  std::string out(1, kV1);
-  out.reserve(m.body.size() + m.sender.size() + m.client_msg_id.size() + 48);
-  PutLengthPrefixed(out, m.conversation_id);
-  PutVarint(out, m.seq);
-  PutLengthPrefixed(out, m.sender);
-  PutVarint(out, static_cast<uint64_t>(m.ts));
-  PutLengthPrefixed(out, m.client_msg_id);
-  PutLengthPrefixed(out, m.body);
+  std::string out;
+  EncodeMessage(m, &out);
   return out;
+}
+
+void EncodeMessage(const StoredMessage& m, std::string* out) {
+  out->assign(1, kV1);
+  out->reserve(m.body.size() + m.conversation_id.size() + m.sender.size() + m.client_msg_id.size() +
+               48);
+  PutLengthPrefixed(*out, m.conversation_id);
+  PutVarint(*out, m.seq);
+  PutLengthPrefixed(*out, m.sender);
+  PutVarint(*out, static_cast<uint64_t>(m.ts));
+  PutLengthPrefixed(*out, m.client_msg_id);
+  PutLengthPrefixed(*out, m.body);
 }
 
 bool DecodeMessage(std::string_view in, StoredMessage* m) {

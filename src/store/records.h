@@ -14,6 +14,8 @@ bool DecodeUser(std::string_view in, UserRecord* u);
 std::string EncodeConversation(const Conversation& c);
 bool DecodeConversation(std::string_view in, Conversation* c);
 std::string EncodeMessage(const StoredMessage& m);
+// The same, into `out` (its buffer reused).
+void EncodeMessage(const StoredMessage& m, std::string* out);
 bool DecodeMessage(std::string_view in, StoredMessage* m);
 
 }  // namespace pigeon::records

@@ -29,12 +29,18 @@ Status FromRocks(const rocksdb::Status& s) {
   return Status(ErrorCode::kUnavailable, "store: " + s.ToString());
 }
 
-std::string Key2(char tag, std::string_view a, std::string_view b) {
-  std::string k;
+// Into `k`, reusing its buffer.
+void AssignKey2(std::string& k, char tag, std::string_view a, std::string_view b) {
+  k.clear();
   k.reserve(2 + a.size() + b.size());
   k.push_back(tag);
   k.append(a).push_back('\0');
   k.append(b);
+}
+
+std::string Key2(char tag, std::string_view a, std::string_view b) {
+  std::string k;
+  AssignKey2(k, tag, a, b);
   return k;
 }
 
@@ -60,12 +66,12 @@ std::string TokenKey(std::string_view hash) { return std::string(1, 'T').append(
 // Feed entry values: a kind byte, then
 //   message: lp conversation, varint seq, lp sender
 //   receipt: lp conversation, varint seq, lp user, varint status, varint ts
-std::string EncodeMessageRef(std::string_view conv, uint64_t seq, std::string_view sender) {
-  std::string v(1, static_cast<char>(FeedEntry::Kind::kMessage));
+void AssignMessageRef(std::string& v, std::string_view conv, uint64_t seq,
+                      std::string_view sender) {
+  v.assign(1, static_cast<char>(FeedEntry::Kind::kMessage));
   PutLengthPrefixed(v, conv);
   PutVarint(v, seq);
   PutLengthPrefixed(v, sender);
-  return v;
 }
 
 std::string EncodeReceiptRef(const Receipt& r) {
@@ -339,7 +345,7 @@ RocksStore::~RocksStore() {
 
 // ---- committer side ---------------------------------------------------------
 
-bool RocksStore::GetKey(const std::string& key, std::string* value) {
+bool RocksStore::GetKey(std::string_view key, std::string* value) {
   if (auto it = overlay_.find(key); it != overlay_.end()) {
     if (!it->second) return false;
     *value = *it->second;
@@ -348,14 +354,46 @@ bool RocksStore::GetKey(const std::string& key, std::string* value) {
   return db_->Get(rocksdb::ReadOptions(), Family(key), key, value).ok();
 }
 
-void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string key, std::string value) {
+void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::string_view value) {
   (void)batch.Put(Family(key), key, value);
-  overlay_[std::move(key)] = std::move(value);
+  auto assign = [value](std::optional<std::string>& v) {
+    if (v) {
+      v->assign(value);
+    } else {
+      v.emplace(value);
+    }
+  };
+  if (auto it = overlay_.find(key); it != overlay_.end()) return assign(it->second);
+  if (spare_.empty()) {
+    overlay_.emplace(std::string(key), std::string(value));
+    return;
+  }
+  auto node = std::move(spare_.back());
+  spare_.pop_back();
+  node.key().assign(key);
+  assign(node.mapped());
+  overlay_.insert(std::move(node));
 }
 
-void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string key) {
+void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string_view key) {
   (void)batch.Delete(Family(key), key);
-  overlay_[std::move(key)] = std::nullopt;
+  if (auto it = overlay_.find(key); it != overlay_.end()) {
+    it->second.reset();
+  } else {
+    overlay_.emplace(std::string(key), std::nullopt);
+  }
+}
+
+void RocksStore::ClearOverlay() {
+  // A batch's usual entries are kept (a few per op of a large batch); an
+  // unusually large value is let go rather than held for good.
+  constexpr size_t kMaxSpare = 4096, kMaxSpareValue = 4096;
+  while (!overlay_.empty()) {
+    auto node = overlay_.extract(overlay_.begin());
+    if (spare_.size() < kMaxSpare &&
+        (!node.mapped() || node.mapped()->capacity() <= kMaxSpareValue))
+      spare_.push_back(std::move(node));
+  }
 }
 
 rocksdb::ColumnFamilyHandle* RocksStore::Family(std::string_view key) const {
@@ -388,8 +426,8 @@ FeedPos& RocksStore::Head(const std::string& user) {
   return heads_.emplace(user, ReadHead(user)).first->second;
 }
 
-OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, const WriteOp& wop, int64_t now_ms) {
-  return std::visit([&](const auto& o) { return ApplyOp(batch, o, now_ms); }, wop);
+OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, WriteOp& wop, int64_t now_ms) {
+  return std::visit([&](auto& o) { return ApplyOp(batch, o, now_ms); }, wop);
 }
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms) {
@@ -442,15 +480,14 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectCon
   return {Status::Ok(), *c};
 }
 
-OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage& o,
-                             int64_t now_ms) {
-  std::string v;
-  std::string dedup_key = Key2('X', o.sender, o.client_msg_id);
-  if (GetKey(dedup_key, &v)) {
+OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, int64_t now_ms) {
+  // The message's keys and values are built in the committer's buffers.
+  AssignKey2(dedup_key_, 'X', o.sender, o.client_msg_id);
+  if (GetKey(dedup_key_, &value_)) {
     AppendResult a;
     a.duplicate = true;
     std::string mv;
-    if (!DecodeRef(v, &a.message.conversation_id, &a.message.seq) ||
+    if (!DecodeRef(value_, &a.message.conversation_id, &a.message.seq) ||
         !GetKey(KeyNum('M', a.message.conversation_id, a.message.seq), &mv) ||
         !records::DecodeMessage(mv, &a.message))
       return {Corrupt("dedup record"), {}};
@@ -460,14 +497,20 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage
   if (!c || !c->HasMember(o.sender))
     return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
   AppendResult a;
-  a.message =
-      StoredMessage{o.conversation_id, ++c->last_seq, o.sender, o.body, now_ms, o.client_msg_id};
-  PutKey(batch, KeyNum('M', o.conversation_id, a.message.seq), records::EncodeMessage(a.message));
-  std::string ref;
-  PutLengthPrefixed(ref, o.conversation_id);
-  PutVarint(ref, a.message.seq);
-  PutKey(batch, std::move(dedup_key), std::move(ref));
-  std::string feed_value = EncodeMessageRef(o.conversation_id, a.message.seq, o.sender);
+  // The op is dropped after the commit: its strings move into the result.
+  a.message = StoredMessage{
+      std::move(o.conversation_id), ++c->last_seq, o.sender, std::move(o.body), now_ms,
+      std::move(o.client_msg_id)};
+  const std::string& conv = a.message.conversation_id;
+  AssignKeyNum(key_, 'M', conv, a.message.seq);
+  records::EncodeMessage(a.message, &value_);
+  PutKey(batch, key_, value_);
+  ref_.clear();
+  PutLengthPrefixed(ref_, conv);
+  PutVarint(ref_, a.message.seq);
+  PutKey(batch, dedup_key_, ref_);
+  AssignMessageRef(value_, conv, a.message.seq, o.sender);
+  const std::string& feed_value = value_;
   a.fanout.reserve(c->members.size());
   for (auto& m : c->members) {
     const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, feed_value)).pos;
@@ -677,17 +720,19 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o
   return {};
 }
 
-Status RocksStore::Commit(std::span<const WriteOp> ops, int64_t now_ms,
-                          std::vector<OpResult>* results) {
-  rocksdb::WriteBatch batch;
-  overlay_.clear();
+Status RocksStore::Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<OpResult>* results) {
+  if (!batch_ || batch_->GetDataSize() > (1 << 20))
+    batch_ = std::make_unique<rocksdb::WriteBatch>();
+  rocksdb::WriteBatch& batch = *batch_;
+  batch.Clear();
+  ClearOverlay();
   results->clear();
   results->reserve(ops.size());
   for (auto& op : ops) results->push_back(Apply(batch, op, now_ms));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   auto s = db_->Write(wo, &batch);
-  overlay_.clear();
+  ClearOverlay();
   if (!s.ok()) {
     // The cached counters ran ahead of what is durable: forget them.
     conversations_.clear();

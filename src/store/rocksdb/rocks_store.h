@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "store/message_store.h"
 
@@ -47,8 +48,7 @@ class RocksStore final : public MessageStore {
   static Result<std::unique_ptr<RocksStore>> Open(const Options& options);
   ~RocksStore() override;
 
-  Status Commit(std::span<const WriteOp> ops, int64_t now_ms,
-                std::vector<OpResult>* results) override;
+  Status Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<OpResult>* results) override;
   Result<UserRecord> GetUser(std::string_view user_id) override;
   Result<DeviceSession> LookupToken(std::string_view token_hash) override;
   Result<Conversation> GetConversation(std::string_view conversation_id) override;
@@ -73,21 +73,23 @@ class RocksStore final : public MessageStore {
   Result<Conversation> ReadConversation(std::string_view id, rocksdb::Iterator& messages);
 
   // Committer-only state and helpers (see Commit).
-  bool GetKey(const std::string& key, std::string* value);
-  void PutKey(rocksdb::WriteBatch& batch, std::string key, std::string value);
-  void DeleteKey(rocksdb::WriteBatch& batch, std::string key);
+  bool GetKey(std::string_view key, std::string* value);
+  void PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::string_view value);
+  void DeleteKey(rocksdb::WriteBatch& batch, std::string_view key);
+  // Empties the overlay, keeping its entries' buffers for the next batch.
+  void ClearOverlay();
   Conversation* LoadConversation(const std::string& id);
   FeedPos& Head(const std::string& user);
   // The next entry of `user`'s feed, holding `value`: its position and key.
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
                         std::string_view value);
   FeedPos ReadHead(std::string_view user);
-  OpResult Apply(rocksdb::WriteBatch& batch, const WriteOp& op, int64_t now_ms);
+  OpResult Apply(rocksdb::WriteBatch& batch, WriteOp& op, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectConversation& o, int64_t now_ms);
-  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::AppendMessage& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& o, int64_t now_ms);
@@ -105,9 +107,20 @@ class RocksStore final : public MessageStore {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* dedup_;  // the X keys' family (kDedupFamily)
   Options options_;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Overlay =
+      std::unordered_map<std::string, std::optional<std::string>, StringHash, std::equal_to<>>;
   // Keys written by the batch being built: read-your-writes inside a batch.
-  std::unordered_map<std::string, std::optional<std::string>> overlay_;
-  std::string feed_key_;  // the committer's buffer for feed keys (batch.Put copies them)
+  Overlay overlay_;
+  // Entries of earlier batches' overlays, with their buffers: a message's keys
+  // and values are copied into them rather than into fresh allocations.
+  std::vector<Overlay::node_type> spare_;
+  std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
+  // The committer's buffers for a message's keys and values (batch.Put copies them).
+  std::string feed_key_, key_, dedup_key_, value_, ref_;
   std::unordered_map<std::string, Conversation> conversations_;
   std::unordered_map<std::string, FeedPos> heads_;
   std::unordered_map<std::string, bool> push_users_;
