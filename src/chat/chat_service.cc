@@ -123,13 +123,12 @@ Result<FeedPage> ChatService::ReadFeed(const DeviceSession& who, FeedPos after, 
   return store_.ReadFeed(who.user_id, after, limit);
 }
 
-void ChatService::Send(const DeviceSession& who, SendFrame f,
-                       std::function<void(SendOutcome)> done) {
+void ChatService::Send(const DeviceSession& who, SendFrame f, SendDone done) {
   SendOutcome base;
   base.client_msg_id = f.client_msg_id;
   op::AppendMessage o{who.user_id, std::move(f.conversation_id), std::move(f.client_msg_id),
                       std::move(f.body)};
-  auto cb = [this, done, base](OpResult& r) mutable {
+  auto cb = [this, done = std::move(done), base = std::move(base)](OpResult& r) mutable {
     if (!r.status.ok()) {
       base.status = r.status;
       return done(std::move(base));
@@ -145,9 +144,11 @@ void ChatService::Send(const DeviceSession& who, SendFrame f,
     if (options_.on_push_outbox)
       for (auto& u : a.push_users) options_.on_push_outbox(u, a.message.ts);
   };
-  if (!pipeline_.Submit(std::move(o), std::move(cb))) {
-    base.status = Unavailable();
-    done(std::move(base));
+  static_assert(CommitPipeline::Done::FitsInPlace<decltype(cb)>(), "a send's completion allocates");
+  CommitPipeline::Done committed = std::move(cb);
+  if (!pipeline_.Submit(std::move(o), std::move(committed))) {
+    OpResult refused{Unavailable(), {}};
+    committed(refused);
   }
 }
 

@@ -18,6 +18,7 @@
 #include "bus/message_bus.h"
 #include "chat/commit_pipeline.h"
 #include "chat/metrics.h"
+#include "core/task.h"
 #include "presence/presence_directory.h"
 #include "protocol/frames.h"
 #include "store/message_store.h"
@@ -79,7 +80,8 @@ class ChatService {
   // Commits the message, then calls done (ack or error), then routes it to
   // every member's sockets. A repeated client_msg_id is answered with the
   // original ack and routes nothing.
-  void Send(const DeviceSession& who, SendFrame frame, std::function<void(SendOutcome)> done);
+  using SendDone = InlineFunction<void(SendOutcome), 32>;
+  void Send(const DeviceSession& who, SendFrame frame, SendDone done);
   // The device holds its feed up to `pos`. Delivered receipts that this
   // produces are committed, then routed to the other members.
   void Confirm(const DeviceSession& who, FeedPos pos);

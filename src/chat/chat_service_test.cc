@@ -255,15 +255,15 @@ TEST_F(ChatServiceTest, CommitDelayGathersASmallBatchUntilItIsFull) {
   // A delay far longer than the test: only reaching delay_ops can end it.
   CommitPipeline pipeline(counting, metrics_, {.delay_us = 600'000'000, .delay_ops = 3});
   std::atomic<int> done{0};
-  auto cb = CountCommitted(done);
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d1", "h"}, cb));
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d2", "h"}, cb));
+  auto cb = [&] { return CountCommitted(done); };
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d1", "h"}, cb()));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d2", "h"}, cb()));
   EXPECT_EQ(done.load(), 0);  // still waiting for company (nothing can commit them yet)
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d3", "h"}, cb));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d3", "h"}, cb()));
   while (done.load() < 3) std::this_thread::yield();
   EXPECT_EQ(counting.commits.load(), 1);  // the three went in one commit
   // Stopping commits a waiting batch at once.
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d4", "h"}, cb));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"d4", "h"}, cb()));
   pipeline.Stop();
   EXPECT_EQ(done.load(), 4);
   EXPECT_EQ(counting.commits.load(), 2);
@@ -275,13 +275,13 @@ TEST_F(ChatServiceTest, CommitDelayEndsForASmallBatchWhenItsTimeIsUp) {
   // Far more ops than will come: only the delay running out can commit them.
   CommitPipeline pipeline(counting, metrics_, {.delay_us = 20'000, .delay_ops = 1000});
   std::atomic<int> done{0};
-  auto cb = CountCommitted(done);
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t1", "h"}, cb));
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t2", "h"}, cb));
+  auto cb = [&] { return CountCommitted(done); };
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t1", "h"}, cb()));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t2", "h"}, cb()));
   while (done.load() < 2) std::this_thread::yield();
   EXPECT_EQ(counting.commits.load(), 1);
   // The next batch sets the timer again.
-  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t3", "h"}, cb));
+  ASSERT_TRUE(pipeline.Submit(op::CreateUser{"t3", "h"}, cb()));
   while (done.load() < 3) std::this_thread::yield();
   EXPECT_EQ(counting.commits.load(), 2);
   EXPECT_TRUE(store_->GetUser("t3").ok());

@@ -53,7 +53,7 @@ void CommitPipeline::DisarmLocked() {
   timerfd_settime(timer_fd_, 0, &off, nullptr);
 }
 
-bool CommitPipeline::Submit(WriteOp op, Done done) {
+bool CommitPipeline::Submit(WriteOp&& op, Done&& done) {
   std::lock_guard lock(mu_);
   if (stopping_ || ops_.size() >= options_.max_queue) return false;
   ops_.push_back(std::move(op));

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "chat/metrics.h"
+#include "core/task.h"
 #include "store/message_store.h"
 
 namespace pigeon {
@@ -39,15 +40,16 @@ class CommitPipeline {
     uint32_t delay_us = 0;
     size_t delay_ops = 64;
   };
-  using Done = std::function<void(OpResult&)>;
+  // Room in place for a send's completion and what it carries (ChatService::Send).
+  using Done = InlineFunction<void(OpResult&), 192>;
 
   CommitPipeline(MessageStore& store, Metrics& metrics, Options options);
   ~CommitPipeline();  // Stop()
 
   // Queues `op`; `done` gets its result once committed (or the error that kept
-  // it from being committed). False, and `done` is not called, when the queue is
-  // full or the pipeline is stopping.
-  [[nodiscard]] bool Submit(WriteOp op, Done done);
+  // it from being committed). False when the queue is full or the pipeline is
+  // stopping: then `done` is not called, and neither argument is moved from.
+  [[nodiscard]] bool Submit(WriteOp&& op, Done&& done);
   // Commits what is queued, then stops the thread. Idempotent.
   void Stop();
 

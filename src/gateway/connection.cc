@@ -305,15 +305,19 @@ void Connection::OnText(std::string_view text) {
       return SendError(ErrorCode::kRateLimited, "too many sends awaiting their ack",
                        send->client_msg_id);
     ++inflight_sends_;
-    ctx_.chat.Send(session_, std::move(*send), [self = shared_from_this()](SendOutcome o) {
-      self->thread_.Post([self, o = std::move(o)] {
+    auto sent = [self = shared_from_this()](SendOutcome o) {
+      auto ack = [self, o = std::move(o)] {
         --self->inflight_sends_;
         if (self->phase_ != Phase::kWebSocket) return;
         if (!o.status.ok())
           return self->SendError(o.status.code(), o.status.message(), o.client_msg_id);
         self->SendText(AckFrame(o.client_msg_id, o.conversation_id, o.seq, o.ts));
-      });
-    });
+      };
+      static_assert(Task::FitsInPlace<decltype(ack)>(), "an ack's hand-off allocates");
+      self->thread_.Post(std::move(ack));
+    };
+    static_assert(ChatService::SendDone::FitsInPlace<decltype(sent)>());
+    ctx_.chat.Send(session_, std::move(*send), std::move(sent));
     return;
   }
   if (auto* rec = std::get_if<ReceivedFrame>(&frame)) return ctx_.chat.Confirm(session_, rec->pos);
@@ -472,9 +476,11 @@ void Connection::Heartbeat() {
 }
 
 void Connection::PostFeedEntry(FeedPos pos, SharedFrame frame) {
-  thread_.Post([self = shared_from_this(), pos, frame = std::move(frame)] {
+  auto deliver = [self = shared_from_this(), pos, frame = std::move(frame)] {
     self->OnFeedEntry(pos, frame);
-  });
+  };
+  static_assert(Task::FitsInPlace<decltype(deliver)>(), "a delivery's hand-off allocates");
+  thread_.Post(std::move(deliver));
 }
 
 void Connection::PostEphemeral(SharedFrame frame) {

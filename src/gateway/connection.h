@@ -189,7 +189,7 @@ struct ThreadState {
   // committer's callbacks) the wake-up waits for the batch's end, and after a
   // small batch the committer runs the turn itself if this thread sleeps
   // (EventLoop::WakeFromBatch). FIFO per thread.
-  void Post(std::function<void()> task) { loop.Post(std::move(task)); }
+  void Post(Task task) { loop.Post(std::move(task)); }
 
   // This thread: `c` writes its output at the end of this turn (one write for
   // everything queued meanwhile).

@@ -47,7 +47,7 @@ void EventLoop::Defer(std::function<void()> fn) { deferred_.push_back(std::move(
 
 void EventLoop::DeferToOwnTurn(std::function<void()> fn) { own_deferred_.push_back(std::move(fn)); }
 
-void EventLoop::Post(std::function<void()> task) {
+void EventLoop::Post(Task task) {
   {
     std::lock_guard lock(mail_mu_);
     mail_.push_back(std::move(task));

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/task.h"
 #include "core/wake_batch.h"
 
 namespace pigeon {
@@ -76,8 +77,9 @@ class EventLoop : public Wakeable {
 
   // ---- any thread ----
   // Runs `task` on the loop's thread, FIFO. Inside a WakeBatch the wake-up
-  // waits for the batch's end.
-  void Post(std::function<void()> task);
+  // waits for the batch's end. (A Task: the hand-offs of every message, an
+  // ack and each delivery, pass here without an allocation.)
+  void Post(Task task);
   void Wake() override;
   // When a WakeBatch closes: if the loop's thread is between turns, runs the
   // mail here, in a borrowed turn; otherwise (it is busy, or the loop is not
@@ -111,9 +113,9 @@ class EventLoop : public Wakeable {
   uint64_t timer_seq_ = 0;
 
   std::mutex mail_mu_;
-  std::vector<std::function<void()>> mail_;          // guarded by mail_mu_
-  bool mail_woken_ = false;                          // guarded: a wake-up is on its way
-  std::vector<std::function<void()>> running_mail_;  // in a turn
+  std::vector<Task> mail_;          // guarded by mail_mu_
+  bool mail_woken_ = false;         // guarded: a wake-up is on its way
+  std::vector<Task> running_mail_;  // in a turn
 };
 
 }  // namespace pigeon
