@@ -23,10 +23,10 @@ class InlineFunction<R(Args...), Inline> {
  public:
   InlineFunction() = default;
   template <typename F>
-    requires(!std::is_same_v<std::decay_t<F>, InlineFunction> &&
-             std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-  // NOLINTNEXTLINE(google-explicit-constructor): lambdas convert, as to std::function
-  InlineFunction(F&& f) {
+  requires(!std::is_same_v<std::decay_t<F>, InlineFunction> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+      // NOLINTNEXTLINE(google-explicit-constructor): lambdas convert, as to std::function
+      InlineFunction(F&& f) {
     using D = std::decay_t<F>;
     if constexpr (Fits<D>()) {
       ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));

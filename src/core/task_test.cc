@@ -32,8 +32,9 @@ TEST(InlineFunction, MovesDestroyEachFunctorOnceAndPassArguments) {
   int live = 0;
   {
     std::string seen;
-    InlineFunction<void(std::string), 64> in_place =
-        [t = Tracked(live), &seen](std::string s) { seen += s; };
+    InlineFunction<void(std::string), 64> in_place = [t = Tracked(live), &seen](std::string s) {
+      seen += s;
+    };
     InlineFunction<void(std::string), 8> on_heap = [t = Tracked(live), &seen](std::string s) {
       seen += "[" + s + "]";
     };

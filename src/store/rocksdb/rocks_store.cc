@@ -19,6 +19,7 @@
 #include "core/bytes.h"
 #include "core/ids.h"
 #include "store/records.h"
+#include "store/rocksdb/skiplist_rep.h"
 #include "store/rocksdb/wal_file_system.h"
 
 namespace pigeon {
@@ -265,6 +266,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   // not all at once by the file's final fsync: that burst queued ahead of the
   // commits' WAL writes, and their fdatasync took 15-20 ms.
   o.bytes_per_sync = 1 << 20;
+  // A skiplist memtable without Debian's assertions (skiplist_rep.h), with an
+  // insert hint per key prefix.
+  o.memtable_factory = NewPigeonSkipListFactory();
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<KeyPrefix>();
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);

@@ -1,0 +1,334 @@
+#include "store/rocksdb/skiplist_rep.h"
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace pigeon {
+namespace {
+
+using rocksdb::KeyHandle;
+using rocksdb::Slice;
+
+constexpr int kMaxHeight = 12;  // branching 4: room for 4^12 (16M) nodes per memtable
+constexpr uint32_t kBranching = 4;
+
+// A node: its links, then its key. Level 0's link is `next_[0]`; level i's
+// is i slots below it, so a node of height h allocates h links and no more.
+struct Node {
+  const char* Key() const { return reinterpret_cast<const char*>(&next_[1]); }
+  char* Key() { return reinterpret_cast<char*>(&next_[1]); }
+
+  Node* Next(int n) { return Link(n).load(std::memory_order_acquire); }
+  void SetNext(int n, Node* x) { Link(n).store(x, std::memory_order_release); }
+  void NoBarrierSetNext(int n, Node* x) { Link(n).store(x, std::memory_order_relaxed); }
+
+  // Before its insert, level 0's link holds the node's height.
+  void StashHeight(int h) {
+    next_[0].store(reinterpret_cast<Node*>(static_cast<uintptr_t>(h)), std::memory_order_relaxed);
+  }
+  int UnstashHeight() const {
+    return static_cast<int>(reinterpret_cast<uintptr_t>(next_[0].load(std::memory_order_relaxed)));
+  }
+
+ private:
+  std::atomic<Node*>& Link(int n) { return *(&next_[0] - n); }
+  std::atomic<Node*> next_[1];
+};
+
+// Where a prefix's last insert went, at every level: prev_[i] < key < next_[i].
+struct Splice {
+  int height = 0;  // levels [0, height) are set
+  Node* prev[kMaxHeight + 1];
+  Node* next[kMaxHeight + 1];
+};
+
+class SkipListRep final : public rocksdb::MemTableRep {
+ public:
+  SkipListRep(const KeyComparator& compare, rocksdb::Allocator* allocator)
+      : MemTableRep(allocator), compare_(compare) {
+    head_ = NewHead();
+  }
+
+  KeyHandle Allocate(const size_t len, char** buf) override {
+    const int height = RandomHeight();
+    const size_t links = sizeof(std::atomic<Node*>) * static_cast<size_t>(height - 1);
+    char* raw = nullptr;
+    // The arena's unaligned allocations are packed: ask for room to align.
+    (void)MemTableRep::Allocate(links + sizeof(Node) + len + alignof(Node) - 1, &raw);
+    const size_t skew = reinterpret_cast<uintptr_t>(raw) % alignof(Node);
+    Node* x = PlaceNode(raw + (skew ? alignof(Node) - skew : 0), height);
+    x->StashHeight(height);
+    *buf = x->Key();
+    return x;
+  }
+
+  void Insert(KeyHandle handle) override { Insert(static_cast<Node*>(handle), &seq_splice_); }
+
+  void InsertWithHint(KeyHandle handle, void** hint) override {
+    auto* splice = static_cast<Splice*>(*hint);
+    if (!splice) {
+      splices_.push_back(std::make_unique<Splice>());
+      splice = splices_.back().get();
+      *hint = splice;
+    }
+    Insert(static_cast<Node*>(handle), splice);
+  }
+
+  bool Contains(const char* key) const override {
+    const Slice k = compare_.decode_key(key);
+    Node* x = FindGreaterOrEqual(k);
+    return x && compare_(x->Key(), k) == 0;
+  }
+
+  size_t ApproximateMemoryUsage() override { return 0; }  // all in the arena
+
+  Iterator* GetIterator(rocksdb::Arena* arena) override;
+
+ private:
+  class Iter;
+  struct alignas(std::max_align_t) Slot {
+    unsigned char bytes[64];
+  };
+
+  // A node of `height` links at `mem` (aligned, big enough), its key after it.
+  static Node* PlaceNode(char* mem, int height) {
+    for (int i = 0; i < height - 1; ++i)
+      ::new (mem + i * sizeof(std::atomic<Node*>)) std::atomic<Node*>(nullptr);
+    return ::new (mem + static_cast<size_t>(height - 1) * sizeof(std::atomic<Node*>)) Node;
+  }
+  // The head has every level and no key: it is never compared.
+  Node* NewHead() { return PlaceNode(head_mem_, kMaxHeight); }
+
+  alignas(Node) char head_mem_[kMaxHeight * sizeof(std::atomic<Node*>)];
+
+ private:
+  int RandomHeight() {
+    int height = 1;
+    while (height < kMaxHeight && NextRandom() % kBranching == 0) ++height;
+    return height;
+  }
+  uint32_t NextRandom() {  // xorshift32; the writer's only
+    rnd_ ^= rnd_ << 13;
+    rnd_ ^= rnd_ >> 17;
+    rnd_ ^= rnd_ << 5;
+    return rnd_;
+  }
+
+  // n is a node (not null) whose key is less than `key`.
+  bool KeyIsAfterNode(const Slice& key, Node* n) const {
+    return n != nullptr && compare_(n->Key(), key) < 0;
+  }
+  bool KeyIsAfterNode(const char* key, Node* n) const {
+    return n != nullptr && compare_(n->Key(), key) < 0;
+  }
+
+  // The first node at or after `key`, or null.
+  Node* FindGreaterOrEqual(const Slice& key) const {
+    Node* x = head_;
+    int level = max_height_.load(std::memory_order_relaxed) - 1;
+    Node* last_bigger = nullptr;
+    while (true) {
+      Node* next = x->Next(level);
+      // A node compared at the level above is not compared again.
+      int cmp = (next == nullptr || next == last_bigger) ? 1 : compare_(next->Key(), key);
+      if (cmp == 0 || (cmp > 0 && level == 0)) return next;
+      if (cmp < 0) {
+        x = next;
+      } else {
+        last_bigger = next;
+        --level;
+      }
+    }
+  }
+
+  // The last node before `key` (head_ if none).
+  Node* FindLessThan(const char* key) const {
+    Node* x = head_;
+    int level = max_height_.load(std::memory_order_relaxed) - 1;
+    Node* last_not_after = nullptr;
+    while (true) {
+      Node* next = x->Next(level);
+      if (next != last_not_after && KeyIsAfterNode(key, next)) {
+        x = next;
+      } else {
+        if (level == 0) return x;
+        last_not_after = next;
+        --level;
+      }
+    }
+  }
+
+  Node* FindLast() const {
+    Node* x = head_;
+    int level = max_height_.load(std::memory_order_relaxed) - 1;
+    while (true) {
+      Node* next = x->Next(level);
+      if (next != nullptr) {
+        x = next;
+      } else {
+        if (level == 0) return x;
+        --level;
+      }
+    }
+  }
+
+  // From `before` (whose key is less than `key`) along `level` to the pair
+  // that brackets `key`; `after` is a node known to be past it, or null.
+  void FindSpliceForLevel(const Slice& key, Node* before, Node* after, int level, Node** out_prev,
+                          Node** out_next) const {
+    while (true) {
+      Node* next = before->Next(level);
+      if (next == after || !KeyIsAfterNode(key, next)) {
+        *out_prev = before;
+        *out_next = next;
+        return;
+      }
+      before = next;
+    }
+  }
+
+  void RecomputeSpliceLevels(const Slice& key, Splice* splice, int recompute_level) const {
+    for (int i = recompute_level - 1; i >= 0; --i)
+      FindSpliceForLevel(key, splice->prev[i + 1], splice->next[i + 1], i, &splice->prev[i],
+                         &splice->next[i]);
+  }
+
+  // InlineSkipList::Insert<false>(key, splice, allow_partial_splice_fix=true).
+  void Insert(Node* x, Splice* splice) {
+    const Slice key = compare_.decode_key(x->Key());
+    const int height = x->UnstashHeight();
+    int max_height = max_height_.load(std::memory_order_relaxed);
+    if (height > max_height) {
+      // Readers may see the new height before the node: they find null links
+      // at the new levels of head_, and go down.
+      max_height_.store(height, std::memory_order_relaxed);
+      max_height = height;
+    }
+    int recompute_height = 0;
+    if (splice->height < max_height) {
+      // A new splice, or the list grew taller since its last use.
+      splice->prev[max_height] = head_;
+      splice->next[max_height] = nullptr;
+      splice->height = max_height;
+      recompute_height = max_height;
+    } else {
+      // Trust the splice from the lowest level that still brackets the key.
+      while (recompute_height < max_height) {
+        Node* prev = splice->prev[recompute_height];
+        Node* next = splice->next[recompute_height];
+        if (prev->Next(recompute_height) != next) {
+          ++recompute_height;  // other inserts went in between
+        } else if (prev != head_ && !KeyIsAfterNode(key, prev)) {
+          while (splice->prev[recompute_height] == prev) ++recompute_height;  // key is before it
+        } else if (KeyIsAfterNode(key, next)) {
+          while (splice->next[recompute_height] == next) ++recompute_height;  // key is after it
+        } else {
+          break;  // this level brackets the key
+        }
+      }
+    }
+    if (recompute_height > 0) RecomputeSpliceLevels(key, splice, recompute_height);
+    for (int i = 0; i < height; ++i) {
+      if (i >= recompute_height && splice->prev[i]->Next(i) != splice->next[i])
+        FindSpliceForLevel(key, splice->prev[i], nullptr, i, &splice->prev[i], &splice->next[i]);
+      x->NoBarrierSetNext(i, splice->next[i]);
+      splice->prev[i]->SetNext(i, x);  // publishes x (and its key) at this level
+    }
+    for (int i = 0; i < height; ++i) splice->prev[i] = x;
+  }
+
+  void ReleaseSlot(void* slot) {
+    std::lock_guard lock(pool_mu_);
+    free_slots_.push_back(slot);
+  }
+
+  const KeyComparator& compare_;
+  Node* head_;
+  std::atomic<int> max_height_{1};
+  uint32_t rnd_ = 0xdeadbeef;
+  Splice seq_splice_;                             // for inserts without a hint
+  std::vector<std::unique_ptr<Splice>> splices_;  // the hints' (the writer's)
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // iterators RocksDB meant for its arena
+  std::vector<void*> free_slots_;
+};
+
+class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
+ public:
+  Iter(SkipListRep* list, void* slot) : list_(list), slot_(slot) {}
+  ~Iter() override {
+    if (slot_) list_->ReleaseSlot(slot_);
+  }
+
+  bool Valid() const override { return node_ != nullptr; }
+  const char* key() const override { return node_->Key(); }
+  void Next() override { node_ = node_->Next(0); }
+  void Prev() override {
+    node_ = list_->FindLessThan(node_->Key());
+    if (node_ == list_->head_) node_ = nullptr;
+  }
+  void Seek(const Slice& internal_key, const char* memtable_key) override {
+    node_ = list_->FindGreaterOrEqual(Target(internal_key, memtable_key));
+  }
+  void SeekForPrev(const Slice& internal_key, const char* memtable_key) override {
+    const Slice target = Target(internal_key, memtable_key);
+    node_ = list_->FindGreaterOrEqual(target);
+    if (!node_) {
+      SeekToLast();
+    }
+    while (node_ && list_->compare_(node_->Key(), target) > 0) Prev();
+  }
+  void SeekToFirst() override { node_ = list_->head_->Next(0); }
+  void SeekToLast() override {
+    node_ = list_->FindLast();
+    if (node_ == list_->head_) node_ = nullptr;
+  }
+
+ private:
+  static Slice Target(const Slice& internal_key, const char* memtable_key) {
+    return memtable_key ? rocksdb::GetLengthPrefixedSlice(memtable_key) : internal_key;
+  }
+
+  SkipListRep* list_;
+  void* slot_;  // the pool's slot this iterator lives in, or null (heap)
+  Node* node_ = nullptr;
+};
+
+rocksdb::MemTableRep::Iterator* SkipListRep::GetIterator(rocksdb::Arena* arena) {
+  static_assert(sizeof(Iter) <= sizeof(Slot) && alignof(Iter) <= alignof(Slot));
+  if (!arena) return new Iter(this, nullptr);
+  std::lock_guard lock(pool_mu_);
+  void* slot;
+  if (free_slots_.empty()) {
+    slots_.push_back(std::make_unique<Slot>());
+    slot = slots_.back().get();
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  return ::new (slot) Iter(this, slot);
+}
+
+class Factory final : public rocksdb::MemTableRepFactory {
+ public:
+  const char* Name() const override { return "PigeonSkipListFactory"; }
+  rocksdb::MemTableRep* CreateMemTableRep(const rocksdb::MemTableRep::KeyComparator& compare,
+                                          rocksdb::Allocator* allocator,
+                                          const rocksdb::SliceTransform*,
+                                          rocksdb::Logger*) override {
+    return new SkipListRep(compare, allocator);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::MemTableRepFactory> NewPigeonSkipListFactory() {
+  return std::make_shared<Factory>();
+}
+
+}  // namespace pigeon
