@@ -88,6 +88,11 @@ class SkipListRep final : public rocksdb::MemTableRep {
   size_t ApproximateMemoryUsage() override { return 0; }  // all in the arena
 
   Iterator* GetIterator(rocksdb::Arena* arena) override;
+  // Point lookups use RocksDB's MemTableRep::Get, which takes an iterator from
+  // here and never frees it. Without an arena, the iterator lives in the
+  // calling thread's storage, rebuilt for each lookup; deleting it (should
+  // any caller) frees nothing.
+  Iterator* GetDynamicPrefixIterator(rocksdb::Arena* arena) override;
 
  private:
   class Iter;
@@ -264,6 +269,14 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
   ~Iter() override {
     if (slot_) list_->ReleaseSlot(slot_);
   }
+  // The thread's own iterator (GetDynamicPrefixIterator) is not the heap's.
+  static void operator delete(void* p) {
+    if (p != ThreadOwn()) ::operator delete(p);
+  }
+  static void* ThreadOwn() {
+    alignas(std::max_align_t) static thread_local unsigned char storage[sizeof(Slot)];
+    return storage;
+  }
 
   bool Valid() const override { return node_ != nullptr; }
   const char* key() const override { return node_->Key(); }
@@ -298,6 +311,11 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
   void* slot_;  // the pool's slot this iterator lives in, or null (heap)
   Node* node_ = nullptr;
 };
+
+rocksdb::MemTableRep::Iterator* SkipListRep::GetDynamicPrefixIterator(rocksdb::Arena* arena) {
+  if (arena) return GetIterator(arena);
+  return ::new (Iter::ThreadOwn()) Iter(this, nullptr);
+}
 
 rocksdb::MemTableRep::Iterator* SkipListRep::GetIterator(rocksdb::Arena* arena) {
   static_assert(sizeof(Iter) <= sizeof(Slot) && alignof(Iter) <= alignof(Slot));
