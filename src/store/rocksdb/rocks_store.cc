@@ -268,8 +268,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.bytes_per_sync = 1 << 20;
   // A skiplist memtable without Debian's assertions (skiplist_rep.h), with an
   // insert hint per key prefix.
-  o.memtable_factory = NewPigeonSkipListFactory();
-  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<KeyPrefix>();
+  o.memtable_factory = NewPigeonSkipListFactory(std::make_shared<KeyPrefix>());
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -284,7 +283,6 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   rocksdb::ColumnFamilyOptions d(o);
   d.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 18));
   d.prefix_extractor.reset(rocksdb::NewNoopTransform());  // the bucket is the whole key's
-  d.memtable_insert_with_hint_prefix_extractor = nullptr;
   d.write_buffer_size = 16 << 20;
   o.allow_concurrent_memtable_write = false;  // not with a hash memtable; one committer writes
   o.create_missing_column_families = true;
@@ -391,7 +389,7 @@ void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string_view key) {
 void RocksStore::ClearOverlay() {
   // A batch's usual entries are kept (a few per op of a large batch); an
   // unusually large value is let go rather than held for good.
-  constexpr size_t kMaxSpare = 4096, kMaxSpareValue = 4096;
+  constexpr size_t kMaxSpare = 1024, kMaxSpareValue = 4096;
   while (!overlay_.empty()) {
     auto node = overlay_.extract(overlay_.begin());
     if (spare_.size() < kMaxSpare &&

@@ -18,8 +18,9 @@ namespace pigeon {
 namespace {
 
 // A RocksDB with its memtable on the pigeon skiplist, everything in memory
-// until Flush(), an insert hint per key prefix (up to the first ':').
-class PigeonSkipList : public ::testing::Test {
+// until Flush(), an insert hint per key prefix (up to the first ':'): the
+// memtable's own hints (true, as the store has them) or RocksDB's (false).
+class PigeonSkipList : public ::testing::TestWithParam<bool> {
  protected:
   struct UpToColon : rocksdb::SliceTransform {
     const char* Name() const override { return "test.UpToColon"; }
@@ -36,9 +37,13 @@ class PigeonSkipList : public ::testing::Test {
     rocksdb::Options o;
     o.create_if_missing = true;
     o.write_buffer_size = 256 << 20;
-    o.memtable_factory = NewPigeonSkipListFactory();
+    if (GetParam()) {
+      o.memtable_factory = NewPigeonSkipListFactory(std::make_shared<UpToColon>());
+    } else {
+      o.memtable_factory = NewPigeonSkipListFactory(nullptr);
+      o.memtable_insert_with_hint_prefix_extractor = std::make_shared<UpToColon>();
+    }
     o.allow_concurrent_memtable_write = false;  // one writer, as RocksStore
-    o.memtable_insert_with_hint_prefix_extractor = std::make_shared<UpToColon>();
     rocksdb::DB* raw = nullptr;
     auto s = rocksdb::DB::Open(o, dir_ + "/db", &raw);
     ASSERT_TRUE(s.ok()) << s.ToString();
@@ -99,7 +104,7 @@ class PigeonSkipList : public ::testing::Test {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
-TEST_F(PigeonSkipList, KeepsKeysInOrderForEveryReadAndAfterAFlush) {
+TEST_P(PigeonSkipList, KeepsKeysInOrderForEveryReadAndAfterAFlush) {
   std::map<std::string, std::string> model;
   std::mt19937 rng(1);
   // Appends per prefix (what the hints are for), interleaved across prefixes,
@@ -127,7 +132,7 @@ TEST_F(PigeonSkipList, KeepsKeysInOrderForEveryReadAndAfterAFlush) {
   ExpectMatches(model);
 }
 
-TEST_F(PigeonSkipList, ReadersRunWhileTheWriterInserts) {
+TEST_P(PigeonSkipList, ReadersRunWhileTheWriterInserts) {
   std::atomic<bool> done{false};
   std::atomic<long> scans{0};
   auto reader = [&] {
@@ -156,6 +161,9 @@ TEST_F(PigeonSkipList, ReadersRunWhileTheWriterInserts) {
   r1.join();
   r2.join();
 }
+
+INSTANTIATE_TEST_SUITE_P(Hints, PigeonSkipList, ::testing::Values(true, false),
+                         [](const auto& p) { return p.param ? "Own" : "RocksDBs"; });
 
 }  // namespace
 }  // namespace pigeon
