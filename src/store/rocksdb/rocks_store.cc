@@ -349,53 +349,51 @@ RocksStore::~RocksStore() {
 
 bool RocksStore::GetKey(std::string_view key, std::string* value) {
   if (auto it = overlay_.find(key); it != overlay_.end()) {
-    if (!it->second) return false;
-    *value = *it->second;
+    const OverlayEntry& e = overlay_entries_[it->second];
+    if (!e.present) return false;
+    value->assign(e.value);
     return true;
   }
   return db_->Get(rocksdb::ReadOptions(), Family(key), key, value).ok();
 }
 
+RocksStore::OverlayEntry& RocksStore::OverlayEntryFor(std::string_view key) {
+  if (auto it = overlay_.find(key); it != overlay_.end()) return overlay_entries_[it->second];
+  if (overlay_used_ == overlay_entries_.size()) overlay_entries_.emplace_back();
+  OverlayEntry& e = overlay_entries_[overlay_used_];
+  e.key.assign(key);
+  overlay_.emplace(std::string_view(e.key), static_cast<uint32_t>(overlay_used_++));
+  return e;
+}
+
 void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::string_view value) {
   (void)batch.Put(Family(key), key, value);
-  auto assign = [value](std::optional<std::string>& v) {
-    if (v) {
-      v->assign(value);
-    } else {
-      v.emplace(value);
-    }
-  };
-  if (auto it = overlay_.find(key); it != overlay_.end()) return assign(it->second);
-  if (spare_.empty()) {
-    overlay_.emplace(std::string(key), std::string(value));
-    return;
-  }
-  auto node = std::move(spare_.back());
-  spare_.pop_back();
-  node.key().assign(key);
-  assign(node.mapped());
-  overlay_.insert(std::move(node));
+  OverlayEntry& e = OverlayEntryFor(key);
+  e.value.assign(value);
+  e.present = true;
 }
 
 void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string_view key) {
   (void)batch.Delete(Family(key), key);
-  if (auto it = overlay_.find(key); it != overlay_.end()) {
-    it->second.reset();
-  } else {
-    overlay_.emplace(std::string(key), std::nullopt);
-  }
+  OverlayEntry& e = OverlayEntryFor(key);
+  e.value.clear();
+  e.present = false;
 }
 
 void RocksStore::ClearOverlay() {
-  // A batch's usual entries are kept (a few per op of a large batch); an
-  // unusually large value is let go rather than held for good.
-  constexpr size_t kMaxSpare = 1024, kMaxSpareValue = 4096;
-  while (!overlay_.empty()) {
-    auto node = overlay_.extract(overlay_.begin());
-    if (spare_.size() < kMaxSpare &&
-        (!node.mapped() || node.mapped()->capacity() <= kMaxSpareValue))
-      spare_.push_back(std::move(node));
+  // A batch's usual entries are kept for the next; after an unusually large
+  // batch, what it grew is let go rather than held for good.
+  constexpr size_t kMaxKept = 1024, kMaxKeptValue = 4096;
+  for (size_t i = 0; i < overlay_used_; ++i)
+    if (overlay_entries_[i].value.capacity() > kMaxKeptValue)
+      std::string().swap(overlay_entries_[i].value);
+  if (overlay_entries_.size() > kMaxKept) {
+    overlay_entries_.resize(kMaxKept);
+    overlay_ = {};
+  } else {
+    overlay_.clear();
   }
+  overlay_used_ = 0;
 }
 
 rocksdb::ColumnFamilyHandle* RocksStore::Family(std::string_view key) const {

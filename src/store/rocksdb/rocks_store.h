@@ -17,9 +17,12 @@
 //   O user                       -> OutboxEntry (messages that may need a push)
 #pragma once
 
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -78,6 +81,9 @@ class RocksStore final : public MessageStore {
   void DeleteKey(rocksdb::WriteBatch& batch, std::string_view key);
   // Empties the overlay, keeping its entries' buffers for the next batch.
   void ClearOverlay();
+  struct OverlayEntry;
+  // The overlay's entry for `key`, a fresh one if the batch has none.
+  OverlayEntry& OverlayEntryFor(std::string_view key);
   Conversation* LoadConversation(const std::string& id);
   FeedPos& Head(const std::string& user);
   // The next entry of `user`'s feed, holding `value`: its position and key.
@@ -107,17 +113,19 @@ class RocksStore final : public MessageStore {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* dedup_;  // the X keys' family (kDedupFamily)
   Options options_;
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using Overlay =
-      std::unordered_map<std::string, std::optional<std::string>, StringHash, std::equal_to<>>;
   // Keys written by the batch being built: read-your-writes inside a batch.
-  Overlay overlay_;
-  // Entries of earlier batches' overlays, with their buffers: a message's keys
-  // and values are copied into them rather than into fresh allocations.
-  std::vector<Overlay::node_type> spare_;
+  // Entries are reused from batch to batch with their buffers (a deque: their
+  // addresses, which the index's keys point into, stay put); the index is a
+  // flat table, so neither a put nor the clearing allocates.
+  struct OverlayEntry {
+    std::string key;
+    std::string value;
+    bool present = false;  // false: deleted by this batch
+  };
+  std::deque<OverlayEntry> overlay_entries_;
+  size_t overlay_used_ = 0;
+  boost::unordered_flat_map<std::string_view, uint32_t, std::hash<std::string_view>>
+      overlay_;                                 // key -> entry
   std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
   // The committer's buffers for a message's keys and values (batch.Put copies them).
   std::string feed_key_, key_, dedup_key_, value_, ref_;
