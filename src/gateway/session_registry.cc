@@ -18,7 +18,7 @@ void SessionRegistry::Add(const std::shared_ptr<Connection>& c) {
 
 namespace {
 
-using ConnMap = std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>>;
+using ConnMap = SessionRegistry::ConnMap;
 
 void EraseFrom(ConnMap& map, const std::string& key, const Connection* c) {
   auto it = map.find(key);

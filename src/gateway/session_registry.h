@@ -4,10 +4,10 @@
 #pragma once
 
 #include <array>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "bus/message_bus.h"
@@ -18,6 +18,10 @@ class Connection;
 
 class SessionRegistry final : public DeliverySink {
  public:
+  // Open addressing: a delivery's lookup touches a group of slots, not a
+  // bucket and then a node.
+  using ConnMap = boost::unordered_flat_map<std::string, std::vector<std::shared_ptr<Connection>>,
+                                            std::hash<std::string>>;
   void Add(const std::shared_ptr<Connection>& c);
   // Whether the device has a live authenticated socket on this node.
   bool HasDevice(const std::string& user, const std::string& device);
@@ -35,8 +39,8 @@ class SessionRegistry final : public DeliverySink {
  private:
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>> users;
-    std::unordered_map<std::string, std::vector<std::shared_ptr<Connection>>> watchers;
+    ConnMap users;
+    ConnMap watchers;
   };
   Shard& ShardFor(const std::string& user);
   std::array<Shard, 64> shards_;

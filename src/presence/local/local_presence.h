@@ -3,9 +3,9 @@
 #pragma once
 
 #include <array>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "presence/presence_directory.h"
 
@@ -20,7 +20,7 @@ class LocalPresence final : public PresenceDirectory {
  private:
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, uint32_t> sockets;
+    boost::unordered_flat_map<std::string, uint32_t, std::hash<std::string>> sockets;
   };
   Shard& ShardFor(const std::string& user);
   std::array<Shard, 64> shards_;

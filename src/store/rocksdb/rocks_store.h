@@ -85,6 +85,7 @@ class RocksStore final : public MessageStore {
   // The overlay's entry for `key`, a fresh one if the batch has none.
   OverlayEntry& OverlayEntryFor(std::string_view key);
   Conversation* LoadConversation(const std::string& id);
+  // The cached head of a feed: a reference valid until the next Head() call.
   FeedPos& Head(const std::string& user);
   // The next entry of `user`'s feed, holding `value`: its position and key.
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
@@ -129,9 +130,11 @@ class RocksStore final : public MessageStore {
   std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
   // The committer's buffers for a message's keys and values (batch.Put copies them).
   std::string feed_key_, key_, dedup_key_, value_, ref_;
-  std::unordered_map<std::string, Conversation> conversations_;
-  std::unordered_map<std::string, FeedPos> heads_;
-  std::unordered_map<std::string, bool> push_users_;
+  std::unordered_map<std::string, Conversation> conversations_;  // nodes: pointers stay valid
+  // Open-addressing tables: a lookup touches a group of slots, not a bucket
+  // and then a node (a cache miss each, per member of every message).
+  boost::unordered_flat_map<std::string, FeedPos, std::hash<std::string>> heads_;
+  boost::unordered_flat_map<std::string, bool, std::hash<std::string>> push_users_;
 };
 
 }  // namespace pigeon
