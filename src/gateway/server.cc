@@ -114,14 +114,21 @@ int Listen(const std::string& host, uint16_t port, std::string* error) {
 
 }  // namespace
 
+unsigned Server::DefaultThreads() {
+  // Half the cores: the committer, RocksDB's flushes, the workers and the
+  // kernel's share of every socket write need the rest. Each network thread
+  // is woken separately by every commit it has acks or deliveries in, so
+  // more of them than that only add wake-ups (benchmarks.md, "Ninth round").
+  return std::max(1u, std::thread::hardware_concurrency() / 2);
+}
+
 Server::Server(Options options, GatewayContext& ctx)
     : impl_(std::make_unique<Impl>()), options_(std::move(options)), ctx_(ctx) {}
 
 Server::~Server() { Drain(std::chrono::milliseconds(0)); }
 
 Status Server::Start() {
-  unsigned n =
-      options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n = options_.threads ? options_.threads : DefaultThreads();
   impl_->ctx = &ctx_;
   impl_->heartbeat = options_.heartbeat;
   for (unsigned i = 0; i < n; ++i) {

@@ -18,13 +18,15 @@ class Server {
   struct Options {
     std::string host = "127.0.0.1";
     uint16_t port = 8080;
-    unsigned threads = 0;  // 0: one per core
+    unsigned threads = 0;  // 0: DefaultThreads()
     // WebSocket ping interval; a socket silent for a whole interval after a
     // ping is closed. 0 disables heartbeats.
     std::chrono::milliseconds heartbeat{25000};
   };
   Server(Options options, GatewayContext& ctx);
   ~Server();
+  // Network threads when the options say 0: half the cores, at least one.
+  static unsigned DefaultThreads();
 
   // Binds and starts the network threads.
   Status Start();

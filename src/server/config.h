@@ -13,7 +13,7 @@ struct Config {
   std::string listen = "127.0.0.1:8080";   // HOST:PORT for HTTP and WebSocket
   std::string data_dir = "./pigeon-data";  // the RocksDB store
   std::string log_level = "info";          // trace, debug, info, warn, error
-  uint32_t network_threads = 0;            // 0: one per core
+  uint32_t network_threads = 0;            // 0: half the cores, at least one
   uint32_t worker_threads = 2;             // store reads, password hashing
   uint64_t max_body_bytes = 65536;         // message body, bytes of UTF-8; larger: too_large
   uint64_t max_frame_bytes = 1 << 20;      // WebSocket frame hard limit; larger: close 1009
