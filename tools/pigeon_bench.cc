@@ -347,7 +347,7 @@ struct Target {
   void StartOwn(int users, const std::vector<std::string>& extra) {
     std::vector<std::string> args{"--log-level", "warn"};
     args.insert(args.end(), extra.begin(), extra.end());
-    own = std::make_unique<TestServer>(args);
+    own = std::make_unique<TestServer>(args, /*network_threads=*/0);  // pigeond's default
     if (users > 0) {
       int64_t t0 = NowNs();
       seeded = SeedUsers(own->data_dir() + "/data", "bench-", users, "bench-password");

@@ -160,7 +160,8 @@ pid_t Spawn(std::vector<std::string> argv_s, const std::string& log, int mode_fl
 
 }  // namespace
 
-TestServer::TestServer(std::vector<std::string> extra_args) : args_(std::move(extra_args)) {
+TestServer::TestServer(std::vector<std::string> extra_args, unsigned network_threads)
+    : args_(std::move(extra_args)), network_threads_(network_threads) {
   char tmpl[] = "/tmp/pigeon-test.XXXXXX";
   dir_ = ::mkdtemp(tmpl);
 }
@@ -194,11 +195,11 @@ void TestServer::Start() {
                                        dir_ + "/data",
                                        // Cheap password hashing keeps tests fast; the
                                        // default cost is tested by the unit tests.
-                                       "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024",
-                                       // Two network threads whatever the machine: sockets
-                                       // on different threads, and the hand-offs between
-                                       // them, stay covered (and under ThreadSanitizer).
-                                       "--network-threads", "2"};
+                                       "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"};
+    if (network_threads_) {
+      argv_s.push_back("--network-threads");
+      argv_s.push_back(std::to_string(network_threads_));
+    }
     for (auto& a : args_) argv_s.push_back(a);
     pid_ = Spawn(argv_s, dir_ + "/pigeond.log", O_APPEND, /*also_stdout=*/true);
     // Wait for /healthz, or for the process to die (port taken: try another).
