@@ -1,5 +1,7 @@
 #include "core/bytes.h"
 
+#include <charconv>
+
 namespace pigeon {
 
 void PutFixed64BE(std::string& out, uint64_t v) {
@@ -62,5 +64,19 @@ bool ByteReader::GetString(std::string* s) {
   s->assign(v);
   return true;
 }
+
+namespace {
+
+template <typename Int>
+void AppendDecimalOf(std::string& out, Int v) {
+  char buf[24];
+  auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  out.append(buf, static_cast<size_t>(end - buf));
+}
+
+}  // namespace
+
+void AppendDecimal(std::string& out, int64_t v) { AppendDecimalOf(out, v); }
+void AppendDecimal(std::string& out, uint64_t v) { AppendDecimalOf(out, v); }
 
 }  // namespace pigeon

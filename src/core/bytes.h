@@ -12,6 +12,9 @@ void PutFixed64BE(std::string& out, uint64_t v);
 uint64_t GetFixed64BE(const char* p);
 void PutVarint(std::string& out, uint64_t v);
 void PutLengthPrefixed(std::string& out, std::string_view s);
+// Decimal digits of `v` (text: frames, ids), with no temporary string.
+void AppendDecimal(std::string& out, int64_t v);
+void AppendDecimal(std::string& out, uint64_t v);
 
 // Reads what the Put* functions wrote; every Get returns false on a short or
 // corrupt input and leaves the reader failed.

@@ -3,8 +3,9 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
+
+#include "core/bytes.h"
 
 namespace pigeon {
 namespace {
@@ -43,9 +44,7 @@ std::string ServerMsgId(std::string_view conversation_id, uint64_t seq) {
 void AppendServerMsgId(std::string& out, std::string_view conversation_id, uint64_t seq) {
   out.append(conversation_id);
   out.push_back('-');
-  char buf[20];
-  auto end = std::to_chars(buf, buf + sizeof buf, seq).ptr;
-  out.append(buf, static_cast<size_t>(end - buf));
+  AppendDecimal(out, seq);
 }
 
 std::string NewToken() {

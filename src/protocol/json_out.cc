@@ -1,20 +1,13 @@
 // Server frames, written directly as text: no intermediate JSON tree on the
-// hot path. String escaping is Boost.JSON's serializer.
+// hot path. A string that needs escaping goes through Boost.JSON's serializer.
 #include <boost/json.hpp>
-#include <charconv>
 
+#include "core/bytes.h"
 #include "core/ids.h"
 #include "protocol/frames.h"
 
 namespace pigeon {
 namespace {
-
-template <typename Int>
-void AppendNumber(std::string& out, Int n) {
-  char buf[24];
-  auto end = std::to_chars(buf, buf + sizeof buf, n).ptr;
-  out.append(buf, static_cast<size_t>(end - buf));
-}
 
 bool NeedsEscape(std::string_view s) {
   for (unsigned char c : s)
@@ -73,13 +66,13 @@ std::string MessageFramePrefix(const MessageView& m) {
   out.append(R"(","server_msg_id":")");
   AppendServerMsgId(out, m.conversation_id, m.seq);
   out.append(R"(","seq":)");
-  AppendNumber(out, m.seq);
+  AppendDecimal(out, m.seq);
   out.append(R"(,"sender":")");
   out.append(m.sender);  // [a-z0-9_.-]
   out.append(R"(","body":)");
   AppendJsonString(out, m.body);
   out.append(R"(,"ts":)");
-  AppendNumber(out, m.ts);
+  AppendDecimal(out, m.ts);
   return out;
 }
 
@@ -104,9 +97,9 @@ std::string AckFrame(std::string_view client_msg_id, std::string_view conversati
   out.append(R"(","server_msg_id":")");
   AppendServerMsgId(out, conversation_id, seq);
   out.append(R"(","seq":)");
-  AppendNumber(out, seq);
+  AppendDecimal(out, seq);
   out.append(R"(,"ts":)");
-  AppendNumber(out, ts);
+  AppendDecimal(out, ts);
   out.push_back('}');
   return out;
 }
@@ -120,9 +113,9 @@ std::string ReceiptFrame(std::string_view conversation_id, std::string_view user
   out.append(R"(","user":")").append(user);
   out.append(R"(","status":")").append(status);
   out.append(R"(","seq":)");
-  AppendNumber(out, seq);
+  AppendDecimal(out, seq);
   out.append(R"(,"ts":)");
-  AppendNumber(out, ts);
+  AppendDecimal(out, ts);
   out.append(R"(,"cursor":")");
   AppendCursor(out, cursor);
   out.append("\"}");

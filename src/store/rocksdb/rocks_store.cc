@@ -724,8 +724,7 @@ Status RocksStore::Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<Op
   if (!batch_ || batch_->GetDataSize() > (1 << 20))
     batch_ = std::make_unique<rocksdb::WriteBatch>();
   rocksdb::WriteBatch& batch = *batch_;
-  batch.Clear();
-  ClearOverlay();
+  batch.Clear();  // the overlay was cleared at the end of the last commit
   results->clear();
   results->reserve(ops.size());
   for (auto& op : ops) results->push_back(Apply(batch, op, now_ms));
