@@ -42,7 +42,7 @@ struct Node {
   std::atomic<Node*> next_[1];
 };
 
-// Where a prefix's last insert went, at every level: prev_[i] < key < next_[i].
+// Where a prefix's last insert went, at every level: prev[i] < key < next[i].
 struct Splice {
   // The key prefix this splice is the hint of (the memtable's own hints):
   // kept here, next to the links it guards, so that finding a prefix's
@@ -75,9 +75,10 @@ class SkipListRep final : public rocksdb::MemTableRep {
  public:
   SkipListRep(const KeyComparator& compare, rocksdb::Allocator* allocator,
               const rocksdb::SliceTransform* hint_prefix)
-      : MemTableRep(allocator), compare_(compare), hint_prefix_(hint_prefix) {
-    head_ = NewHead();
-  }
+      : MemTableRep(allocator),
+        compare_(compare),
+        head_(PlaceNode(head_mem_, kMaxHeight)),
+        hint_prefix_(hint_prefix) {}
 
   KeyHandle Allocate(const size_t len, char** buf) override {
     const int height = RandomHeight();
@@ -136,12 +137,6 @@ class SkipListRep final : public rocksdb::MemTableRep {
       ::new (mem + i * sizeof(std::atomic<Node*>)) std::atomic<Node*>(nullptr);
     return ::new (mem + static_cast<size_t>(height - 1) * sizeof(std::atomic<Node*>)) Node;
   }
-  // The head has every level and no key: it is never compared.
-  Node* NewHead() { return PlaceNode(head_mem_, kMaxHeight); }
-
-  alignas(Node) char head_mem_[kMaxHeight * sizeof(std::atomic<Node*>)];
-
- private:
   int RandomHeight() {
     int height = 1;
     while (height < kMaxHeight && NextRandom() % kBranching == 0) ++height;
@@ -154,11 +149,9 @@ class SkipListRep final : public rocksdb::MemTableRep {
     return rnd_;
   }
 
-  // n is a node (not null) whose key is less than `key`.
-  bool KeyIsAfterNode(const Slice& key, Node* n) const {
-    return n != nullptr && compare_(n->Key(), key) < 0;
-  }
-  bool KeyIsAfterNode(const char* key, Node* n) const {
+  // Whether `key` (decoded, or a node's) sorts after node n; false for null.
+  template <typename Key>
+  bool KeyIsAfterNode(const Key& key, Node* n) const {
     return n != nullptr && compare_(n->Key(), key) < 0;
   }
 
@@ -291,8 +284,7 @@ class SkipListRep final : public rocksdb::MemTableRep {
     const Slice p = hint_prefix_->Transform(user);
     const std::string_view prefix(p.data(), p.size());
     const uint64_t h = std::hash<std::string_view>{}(prefix);
-    auto [it, fresh] = hints_.try_emplace(h, nullptr);
-    Splice** at = &it->second;
+    Splice** at = &hints_.try_emplace(h, nullptr).first->second;
     while (*at && !(*at)->Is(prefix)) at = &(*at)->same_hash;
     if (!*at) {
       *at = NewSplice();
@@ -307,7 +299,9 @@ class SkipListRep final : public rocksdb::MemTableRep {
   }
 
   const KeyComparator& compare_;
-  Node* head_;
+  // The head has every level and no key: it is never compared.
+  alignas(Node) char head_mem_[kMaxHeight * sizeof(std::atomic<Node*>)];
+  Node* const head_;
   std::atomic<int> max_height_{1};
   uint32_t rnd_ = 0xdeadbeef;
   const rocksdb::SliceTransform* const hint_prefix_;    // null: no hints of ours
