@@ -20,7 +20,6 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <deque>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
