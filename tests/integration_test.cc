@@ -518,6 +518,9 @@ TEST_F(Pigeon, HealthReadinessAndMetrics) {
   EXPECT_NE(m.body.find("pigeon_commit_batch_ops_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_commit_seconds_bucket"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_errors_total{code=\"bad_request\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_store_level0_files 0"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_store_writes_stopped 0"), std::string::npos);
+  EXPECT_NE(m.body.find("pigeon_store_write_stall_seconds_total 0"), std::string::npos);
 }
 
 // The server reads a socket until a short read (edge-triggered). When the

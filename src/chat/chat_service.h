@@ -75,6 +75,7 @@ class ChatService {
   Result<FeedPage> ReadFeed(const DeviceSession& who, FeedPos after, size_t limit,
                             bool confirm = true);
   Status Check() { return store_.Check(); }
+  StoreHealth Health() { return store_.Health(); }
 
   // ---- the message path (non-blocking) ----
   // Commits the message, then calls done (ack or error), then routes it to

@@ -196,6 +196,7 @@ struct CountingStore final : MessageStore {
   Result<OutboxEntry> GetOutbox(std::string_view u) override { return inner.GetOutbox(u); }
   Result<std::vector<OutboxEntry>> ListOutbox(size_t n) override { return inner.ListOutbox(n); }
   Status Check() override { return inner.Check(); }
+  StoreHealth Health() override { return inner.Health(); }
   MessageStore& inner;
   std::atomic<int> commits{0};
   // Commits wait from CloseGate() until OpenGate().

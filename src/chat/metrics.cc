@@ -57,6 +57,19 @@ Metrics::Metrics()
               .Register(*registry_)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60,
                                                                300})),
+      store_level0_files(NewGauge(*registry_, "pigeon_store_level0_files",
+                                  "Flushed store tables not yet compacted into the levels")),
+      store_pending_compaction_bytes(
+          NewGauge(*registry_, "pigeon_store_pending_compaction_bytes",
+                   "Bytes the store's compactions estimate they still have to rewrite")),
+      store_delayed_write_rate(
+          NewGauge(*registry_, "pigeon_store_delayed_write_rate_bytes",
+                   "Bytes/s the store slows writes to while compactions catch up; 0: not slowed")),
+      store_writes_stopped(NewGauge(*registry_, "pigeon_store_writes_stopped",
+                                    "1 while the store stops writes until compactions catch up")),
+      store_write_stall_seconds(
+          NewCounter(*registry_, "pigeon_store_write_stall_seconds_total",
+                     "Time commits were slowed or stopped by the store's compaction debt")),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")
@@ -82,6 +95,18 @@ Metrics::Metrics()
 
 std::string Metrics::Serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void Metrics::Record(const StoreHealth& health) {
+  std::lock_guard lock(record_mutex_);
+  store_level0_files.Set(static_cast<double>(health.level0_files));
+  store_pending_compaction_bytes.Set(static_cast<double>(health.pending_compaction_bytes));
+  store_delayed_write_rate.Set(static_cast<double>(health.delayed_write_rate));
+  store_writes_stopped.Set(health.writes_stopped ? 1 : 0);
+  // The store counts from its opening, as the counter does.
+  const double stalled = static_cast<double>(health.write_stall_us) / 1e6;
+  if (stalled > store_write_stall_seconds.Value())
+    store_write_stall_seconds.Increment(stalled - store_write_stall_seconds.Value());
 }
 
 }  // namespace pigeon

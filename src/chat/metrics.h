@@ -8,9 +8,11 @@
 
 #include <array>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/status.h"
+#include "store/message_store.h"
 
 namespace pigeon {
 
@@ -30,6 +32,8 @@ class Metrics {
   prometheus::Counter& push_failed(const std::string& provider) {
     return push_failed_family_.Add({{"provider", provider}});
   }
+  // The store's background work as read now (at each scrape of /metrics).
+  void Record(const StoreHealth& health);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -47,6 +51,11 @@ class Metrics {
   prometheus::Counter& push_retried;            // delivery rounds scheduled again
   prometheus::Counter& push_pruned;             // dead tokens removed
   prometheus::Histogram& push_latency_seconds;  // first message committed -> provider accepted
+  prometheus::Gauge& store_level0_files;
+  prometheus::Gauge& store_pending_compaction_bytes;
+  prometheus::Gauge& store_delayed_write_rate;
+  prometheus::Gauge& store_writes_stopped;
+  prometheus::Counter& store_write_stall_seconds;
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;
@@ -54,6 +63,7 @@ class Metrics {
 
  private:
   std::array<prometheus::Counter*, kErrorCodeCount> errors_{};
+  std::mutex record_mutex_;  // two scrapes at once add the stall time once
 };
 
 }  // namespace pigeon

@@ -148,6 +148,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     return done(Json(200, R"({"status":"ready"})"));
   }
   if (path == "/metrics" && m == "GET") {
+    metrics_.Record(chat_.Health());
     return done(HttpResponse{200, metrics_.Serialize(), "text/plain; version=0.0.4", {}});
   }
   if (!path.starts_with(kApi)) return fail(ErrorCode::kNotFound, "no such endpoint");

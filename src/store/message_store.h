@@ -67,6 +67,17 @@ struct OutboxEntry {
   int64_t next_try_ms = 0;  // not before (retry backoff)
 };
 
+// How far the store's background work (flushes, compactions) is behind the
+// writes. When it falls too far behind, the engine slows or stops writes, and
+// every commit waits. A backend without such work reports zeros.
+struct StoreHealth {
+  uint64_t level0_files = 0;              // flushed tables not yet compacted into the levels
+  uint64_t pending_compaction_bytes = 0;  // what compactions estimate they still have to rewrite
+  uint64_t delayed_write_rate = 0;        // bytes/s writes are slowed to now; 0: not slowed
+  bool writes_stopped = false;            // writes wait for compactions now
+  uint64_t write_stall_us = 0;            // time writes were slowed or stopped since opening
+};
+
 struct Conversation {
   std::string id;
   std::vector<std::string> members;  // sorted
@@ -274,6 +285,8 @@ class MessageStore {
   virtual Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) = 0;
   // ok when the store answers (readiness).
   virtual Status Check() = 0;
+  // Whether the engine's background work keeps up with the writes (/metrics).
+  virtual StoreHealth Health() = 0;
 };
 
 }  // namespace pigeon

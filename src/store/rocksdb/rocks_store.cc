@@ -901,4 +901,27 @@ Status RocksStore::Check() {
   return FromRocks(s);
 }
 
+StoreHealth RocksStore::Health() {
+  StoreHealth h;
+  for (rocksdb::ColumnFamilyHandle* family : {db_->DefaultColumnFamily(), dedup_}) {
+    std::string files;
+    uint64_t pending = 0;
+    if (db_->GetProperty(family, "rocksdb.num-files-at-level0", &files))
+      h.level0_files += std::strtoull(files.c_str(), nullptr, 10);
+    if (db_->GetIntProperty(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes,
+                            &pending))
+      h.pending_compaction_bytes += pending;
+  }
+  uint64_t v = 0;
+  if (db_->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &v))
+    h.delayed_write_rate = v;
+  if (db_->GetIntProperty(rocksdb::DB::Properties::kIsWriteStopped, &v)) h.writes_stopped = v != 0;
+  std::map<std::string, std::string> stats;
+  if (db_->GetMapProperty(rocksdb::DB::Properties::kDBStats, &stats)) {
+    if (auto it = stats.find("db.user_write_stall_micros"); it != stats.end())
+      h.write_stall_us = static_cast<uint64_t>(std::strtod(it->second.c_str(), nullptr));
+  }
+  return h;
+}
+
 }  // namespace pigeon

@@ -63,6 +63,7 @@ class RocksStore final : public MessageStore {
   Result<OutboxEntry> GetOutbox(std::string_view user_id) override;
   Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) override;
   Status Check() override;
+  StoreHealth Health() override;
 
  private:
   RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup, Options options);
