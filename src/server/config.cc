@@ -40,6 +40,10 @@ std::vector<Option> Options(Config& c) {
        "CPU; adds latency); 0: off",
        &c.commit_delay_us},
       {"commit_delay_ops", "batch size that ends the commit delay early", &c.commit_delay_ops},
+      {"store_write_mb_per_s",
+       "MB/s the store's flushes and compactions may write, so commits' fsyncs do not wait behind "
+       "them; 0: no limit",
+       &c.store_write_mb_per_s},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},

@@ -23,6 +23,7 @@ struct Config {
   uint64_t commit_batch_max = 8192;        // ops per group commit
   uint64_t commit_delay_us = 2000;         // a small batch waits this long for more (0: off)
   uint64_t commit_delay_ops = 16;          // ... unless it already has this many ops
+  uint64_t store_write_mb_per_s = 0;       // flushes and compactions write at most this (0: off)
   uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
   uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
   uint64_t drain_grace_ms = 2000;          // SIGTERM: time given to close frames to flush

@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
 
   std::error_code fec;
   std::filesystem::create_directories(cfg->data_dir, fec);
-  auto store = RocksStore::Open({.path = cfg->data_dir});
+  auto store = RocksStore::Open(
+      {.path = cfg->data_dir, .background_write_bytes_per_s = cfg->store_write_mb_per_s << 20});
   if (!store.ok()) {
     spdlog::critical("{}", store.status().message());
     return 1;

@@ -5,6 +5,7 @@
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
+#include <rocksdb/rate_limiter.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
@@ -266,6 +267,10 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   // not all at once by the file's final fsync: that burst queued ahead of the
   // commits' WAL writes, and their fdatasync took 15-20 ms.
   o.bytes_per_sync = 1 << 20;
+  if (options.background_write_bytes_per_s > 0) {
+    o.rate_limiter.reset(
+        rocksdb::NewGenericRateLimiter(static_cast<int64_t>(options.background_write_bytes_per_s)));
+  }
   // A skiplist memtable without Debian's assertions (skiplist_rep.h), with an
   // insert hint per key prefix.
   o.memtable_factory = NewPigeonSkipListFactory(std::make_shared<KeyPrefix>());

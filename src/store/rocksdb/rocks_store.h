@@ -46,6 +46,10 @@ class RocksStore final : public MessageStore {
     // Hot conversations and feed heads the committer keeps in memory; past
     // this many entries the cache is dropped and refilled from the store.
     size_t max_cached = 200000;
+    // Flushes and compactions write at most this many bytes per second
+    // (RocksDB's rate limiter), so the WAL's fdatasyncs do not queue behind
+    // a table file's writes. 0: no limit.
+    uint64_t background_write_bytes_per_s = 0;
   };
   static Result<std::unique_ptr<RocksStore>> Open(const Options& options);
   ~RocksStore() override;
