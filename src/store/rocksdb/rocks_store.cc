@@ -20,6 +20,7 @@
 #include "core/bytes.h"
 #include "core/ids.h"
 #include "store/records.h"
+#include "store/rocksdb/hash_rep.h"
 #include "store/rocksdb/skiplist_rep.h"
 #include "store/rocksdb/wal_file_system.h"
 
@@ -281,13 +282,16 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   // The dedup keys (X) have a column family of their own. They are only ever
   // looked up whole, never scanned, and a client_msg_id is often random, so in
   // the skiplist each insert searched the whole memtable (every message's
-  // costliest insert). Here the memtable is a hash table of short lists: one
-  // bucket per key. It is sized to flush about when the default family does
-  // (a message's dedup entry is about a fifth of its bytes), and
-  // max_total_wal_size flushes it sooner if it would keep old WAL files alive.
+  // costliest insert). Here the memtable is a hash table of short sorted
+  // chains, sorted whole once when it is flushed (hash_rep.h). It is sized to
+  // flush about when the default family does (a message's dedup entry is about
+  // a fifth of its bytes), and max_total_wal_size flushes it sooner if it
+  // would keep old WAL files alive.
   rocksdb::ColumnFamilyOptions d(o);
-  d.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(1 << 18));
-  d.prefix_extractor.reset(rocksdb::NewNoopTransform());  // the bucket is the whole key's
+  d.memtable_factory = NewPigeonHashFactory(1 << 18);
+  // A key's prefix is all of it: an iterator of this family seeks one key's
+  // chain and never sorts the memtable (and table files keep whole-key blooms).
+  d.prefix_extractor.reset(rocksdb::NewNoopTransform());
   d.write_buffer_size = 16 << 20;
   o.allow_concurrent_memtable_write = false;  // not with a hash memtable; one committer writes
   o.create_missing_column_families = true;

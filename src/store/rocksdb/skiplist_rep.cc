@@ -4,11 +4,12 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "store/rocksdb/iterator_pool.h"
 
 namespace pigeon {
 namespace {
@@ -127,9 +128,7 @@ class SkipListRep final : public rocksdb::MemTableRep {
 
  private:
   class Iter;
-  struct alignas(std::max_align_t) Slot {
-    unsigned char bytes[64];
-  };
+  using Pool = IteratorPool<64>;
 
   // A node of `height` links at `mem` (aligned, big enough), its key after it.
   static Node* PlaceNode(char* mem, int height) {
@@ -293,11 +292,6 @@ class SkipListRep final : public rocksdb::MemTableRep {
     return *at;
   }
 
-  void ReleaseSlot(void* slot) {
-    std::lock_guard lock(pool_mu_);
-    free_slots_.push_back(slot);
-  }
-
   const KeyComparator& compare_;
   // The head has every level and no key: it is never compared.
   alignas(Node) char head_mem_[kMaxHeight * sizeof(std::atomic<Node*>)];
@@ -308,23 +302,21 @@ class SkipListRep final : public rocksdb::MemTableRep {
   Splice seq_splice_;                                   // for inserts without a hint
   std::vector<std::unique_ptr<Splice>> splices_;        // the hints' (the writer's)
   boost::unordered_flat_map<uint64_t, Splice*> hints_;  // prefix hash -> its splice (chain)
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<Slot>> slots_;  // iterators RocksDB meant for its arena
-  std::vector<void*> free_slots_;
+  Pool pool_;                                           // iterators RocksDB meant for its arena
 };
 
 class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
  public:
   Iter(SkipListRep* list, void* slot) : list_(list), slot_(slot) {}
   ~Iter() override {
-    if (slot_) list_->ReleaseSlot(slot_);
+    if (slot_) list_->pool_.Release(slot_);
   }
   // The thread's own iterator (GetDynamicPrefixIterator) is not the heap's.
   static void operator delete(void* p) {
     if (p != ThreadOwn()) ::operator delete(p);
   }
   static void* ThreadOwn() {
-    alignas(std::max_align_t) static thread_local unsigned char storage[sizeof(Slot)];
+    alignas(std::max_align_t) static thread_local unsigned char storage[sizeof(Pool::Slot)];
     return storage;
   }
 
@@ -368,17 +360,9 @@ rocksdb::MemTableRep::Iterator* SkipListRep::GetDynamicPrefixIterator(rocksdb::A
 }
 
 rocksdb::MemTableRep::Iterator* SkipListRep::GetIterator(rocksdb::Arena* arena) {
-  static_assert(sizeof(Iter) <= sizeof(Slot) && alignof(Iter) <= alignof(Slot));
+  static_assert(sizeof(Iter) <= sizeof(Pool::Slot) && alignof(Iter) <= alignof(Pool::Slot));
   if (!arena) return new Iter(this, nullptr);
-  std::lock_guard lock(pool_mu_);
-  void* slot;
-  if (free_slots_.empty()) {
-    slots_.push_back(std::make_unique<Slot>());
-    slot = slots_.back().get();
-  } else {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-  }
+  void* slot = pool_.Acquire();
   return ::new (slot) Iter(this, slot);
 }
 

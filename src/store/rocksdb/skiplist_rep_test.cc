@@ -135,7 +135,8 @@ TEST_P(PigeonSkipList, KeepsKeysInOrderForEveryReadAndAfterAFlush) {
 TEST_P(PigeonSkipList, ReadersRunWhileTheWriterInserts) {
   std::atomic<bool> done{false};
   std::atomic<long> scans{0};
-  auto reader = [&] {
+  std::atomic<int> readers{2};  // a reader that fails stops the writer too
+  auto scan = [&] {
     while (!done.load()) {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
       std::string last;
@@ -150,10 +151,14 @@ TEST_P(PigeonSkipList, ReadersRunWhileTheWriterInserts) {
       ++scans;
     }
   };
+  auto reader = [&] {
+    scan();
+    --readers;
+  };
   std::thread r1(reader), r2(reader);
   std::mt19937 rng(2);
   unsigned next[40] = {};
-  for (int i = 0; i < 20000 || scans.load() < 4; ++i) {
+  for (int i = 0; (i < 20000 || scans.load() < 4) && readers.load() == 2; ++i) {
     unsigned p = rng() % 40;
     ASSERT_TRUE(db_->Put({}, Key(p, next[p]++), "v").ok());
   }

@@ -1,0 +1,179 @@
+#include "store/rocksdb/hash_rep.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/write_batch.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+
+namespace pigeon {
+namespace {
+
+// A RocksDB with its memtable on the pigeon hash table, everything in memory
+// until Flush(). The parameter is the number of buckets: 4 makes every chain
+// long (many keys share one), 1 << 18 is the store's.
+class PigeonHash : public ::testing::TestWithParam<size_t> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pigeon-hash-test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.write_buffer_size = 256 << 20;
+    o.memtable_factory = NewPigeonHashFactory(GetParam());
+    o.allow_concurrent_memtable_write = false;  // one writer, as RocksStore
+    rocksdb::DB* raw = nullptr;
+    auto s = rocksdb::DB::Open(o, dir_ + "/db", &raw);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    db_.reset(raw);
+  }
+  void TearDown() override {
+    db_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Every way of reading agrees with the model: in total order (RocksDB's
+  // iterators, the flush), and by point lookups.
+  void ExpectMatches(const std::map<std::string, std::string>& model) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+    auto m = model.begin();
+    for (it->SeekToFirst(); it->Valid(); it->Next(), ++m) {
+      ASSERT_NE(m, model.end());
+      ASSERT_EQ(it->key().ToString(), m->first);
+      ASSERT_EQ(it->value().ToString(), m->second);
+    }
+    EXPECT_EQ(m, model.end());
+    auto r = model.rbegin();
+    for (it->SeekToLast(); it->Valid(); it->Prev(), ++r) {
+      ASSERT_NE(r, model.rend());
+      ASSERT_EQ(it->key().ToString(), r->first);
+    }
+    EXPECT_EQ(r, model.rend());
+    std::mt19937 rng(7);
+    for (int i = 0; i < 500; ++i) {
+      std::string probe = Key(rng() % 3000) + (i % 3 ? "" : "~");
+      auto lb = model.lower_bound(probe);
+      it->Seek(probe);
+      ASSERT_EQ(it->Valid(), lb != model.end()) << probe;
+      if (it->Valid()) {
+        EXPECT_EQ(it->key().ToString(), lb->first);
+      }
+      it->SeekForPrev(probe);
+      auto ub = model.upper_bound(probe);
+      ASSERT_EQ(it->Valid(), ub != model.begin()) << probe;
+      if (it->Valid()) {
+        EXPECT_EQ(it->key().ToString(), std::prev(ub)->first);
+      }
+      std::string v;
+      auto s = db_->Get({}, probe, &v);
+      EXPECT_EQ(s.ok(), model.count(probe) == 1) << probe;
+      if (s.ok()) {
+        EXPECT_EQ(v, model.at(probe));
+      }
+    }
+  }
+
+  // Random, as a client_msg_id often is: no order to follow.
+  static std::string Key(unsigned n) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "X%08x", n * 2654435761u);
+    return buf;
+  }
+
+  std::string dir_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+TEST_P(PigeonHash, ReadsInOrderAndByKeyBeforeAndAfterAFlush) {
+  std::map<std::string, std::string> model;
+  std::mt19937 rng(1);
+  // New keys, overwrites and deletes of earlier ones, some batched.
+  for (int round = 0; round < 60; ++round) {
+    rocksdb::WriteBatch batch;
+    for (int i = 0; i < 100; ++i) {
+      std::string k = Key(rng() % 3000);
+      if (rng() % 10 == 0) {
+        ASSERT_TRUE(batch.Delete(k).ok());
+        model.erase(k);
+        continue;
+      }
+      std::string v = std::to_string(round * 1000 + i);
+      ASSERT_TRUE(batch.Put(k, v).ok());
+      model[k] = v;
+    }
+    ASSERT_TRUE(db_->Write({}, &batch).ok());
+  }
+  ExpectMatches(model);
+  ASSERT_TRUE(db_->Flush({}).ok());  // the flush reads the memtable in order
+  ExpectMatches(model);
+}
+
+// A key's versions share its chain, newest first: a snapshot reads the one
+// it was taken after, and a prefix iterator (the store's family has a
+// whole-key prefix) finds a key in its chain.
+TEST_P(PigeonHash, SnapshotsReadTheirVersionOfAKey) {
+  ASSERT_TRUE(db_->Put({}, "X1", "old").ok());
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  ASSERT_TRUE(db_->Put({}, "X1", "new").ok());
+  ASSERT_TRUE(db_->Put({}, "X2", "other").ok());
+  std::string v;
+  rocksdb::ReadOptions at;
+  at.snapshot = snap;
+  ASSERT_TRUE(db_->Get(at, "X1", &v).ok());
+  EXPECT_EQ(v, "old");
+  EXPECT_TRUE(db_->Get(at, "X2", &v).IsNotFound());
+  ASSERT_TRUE(db_->Get({}, "X1", &v).ok());
+  EXPECT_EQ(v, "new");
+  db_->ReleaseSnapshot(snap);
+}
+
+TEST_P(PigeonHash, ReadersRunWhileTheWriterInserts) {
+  std::atomic<bool> done{false};
+  std::atomic<unsigned> written{0};
+  std::atomic<long> reads{0};
+  std::atomic<int> readers{2};  // a reader that fails stops the writer too
+  auto read = [&] {
+    std::mt19937 rng(3);
+    while (!done.load()) {
+      // Everything written before the lookup began is found.
+      const unsigned n = written.load();
+      if (n == 0) continue;
+      std::string v;
+      ASSERT_TRUE(db_->Get({}, Key(rng() % n), &v).ok());
+      if (++reads % 64 == 0) {
+        std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+        std::string last;
+        for (it->SeekToFirst(); it->Valid(); it->Next()) {
+          ASSERT_LT(last, it->key().ToString());
+          last = it->key().ToString();
+        }
+      }
+    }
+  };
+  auto reader = [&] {
+    read();
+    --readers;
+  };
+  std::thread r1(reader), r2(reader);
+  for (unsigned i = 0; (i < 20000 || reads.load() < 1000) && readers.load() == 2; ++i) {
+    ASSERT_TRUE(db_->Put({}, Key(i), "v").ok());
+    written.store(i + 1);
+  }
+  done = true;
+  r1.join();
+  r2.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Buckets, PigeonHash, ::testing::Values(size_t{4}, size_t{1} << 18),
+                         [](const auto& p) { return "Of" + std::to_string(p.param); });
+
+}  // namespace
+}  // namespace pigeon
