@@ -743,8 +743,31 @@ int TrafficWorker(const Plan& plan, const std::vector<Round>& rounds, int w, int
   return 0;
 }
 
+// The store's background debt as pigeond reports it on /metrics (zeros from
+// a server without those series).
+struct StoreDebt {
+  double level0_files = 0, pending_compaction_bytes = 0, write_stall_s = 0;
+  static StoreDebt Read(uint16_t port) {
+    StoreDebt d;
+    auto r = Http(port, "GET", "/metrics");
+    if (r.status != 200) return d;
+    auto value = [&](std::string_view name) {
+      std::string line = "\n" + std::string(name) + " ";
+      size_t at = r.body.find(line);
+      return at == std::string::npos ? 0.0
+                                     : std::strtod(r.body.c_str() + at + line.size(), nullptr);
+    };
+    d.level0_files = value("pigeon_store_level0_files");
+    d.pending_compaction_bytes = value("pigeon_store_pending_compaction_bytes");
+    d.write_stall_s = value("pigeon_store_write_stall_seconds_total");
+    return d;
+  }
+};
+
 struct RoundReport {
   Round round;
+  StoreDebt store;           // at the round's end
+  double store_stall_s = 0;  // commits slowed or stopped by the store during the round
   RoundResult result;
   double cpu_us_per_msg = 0;
   double loadgen_us_per_msg = 0;                       // the load generator's own CPU
@@ -778,6 +801,7 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
     const auto cpu0 = CpuSnapshot::Take(pid, fleet);
+    const StoreDebt debt0 = StoreDebt::Read(plan.port);
     int64_t t0 = NowNs();
     fleet.Go();
     std::optional<CpuSnapshot> cpu1;
@@ -791,6 +815,8 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     rep.round = round;
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
     if (!cpu1) cpu1 = CpuSnapshot::Take(pid, fleet);
+    rep.store = StoreDebt::Read(plan.port);
+    rep.store_stall_s = rep.store.write_stall_s - debt0.write_stall_s;
     auto& r = rep.result;
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
     rep.cpu_us_per_msg = (cpu1->server - cpu0.server) * 1e6 / msgs;
@@ -837,6 +863,10 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     std::printf("\nload generator    %.1f us of CPU per message (its %d processes)\n",
                 rep.loadgen_us_per_msg, plan.procs);
     std::printf(
+        "store             %.0f level-0 tables, %.2f GB of pending compaction; commits stalled "
+        "%.2f s\n",
+        rep.store.level0_files, rep.store.pending_compaction_bytes / 1e9, rep.store_stall_s);
+    std::printf(
         "audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu\n\n",
         rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost, (unsigned long long)r.dup_or_reorder,
         (unsigned long long)r.gaps, (unsigned long long)r.errors);
@@ -881,6 +911,9 @@ json::object ToJson(const RoundReport& rep) {
       {"server_context_switches_per_msg", SwitchesJson(rep.switches)},
       {"server_context_switches_per_msg_by_thread", SwitchesByThread(rep.switches_by_thread)},
       {"load_generator_cpu_us_per_msg", rep.loadgen_us_per_msg},
+      {"store_level0_files", rep.store.level0_files},
+      {"store_pending_compaction_bytes", rep.store.pending_compaction_bytes},
+      {"store_write_stall_s", rep.store_stall_s},
       {"lost", r.lost},
       {"duplicate_or_reordered", r.dup_or_reorder},
       {"gaps", r.gaps},
