@@ -160,15 +160,10 @@ class HashRep::ChainIter final : public rocksdb::MemTableRep::Iterator {
   ~ChainIter() override {
     if (slot_) rep_->pool_.Release(slot_);
   }
-  // RocksDB's point lookup (MemTableRep::Get) takes this iterator without an
-  // arena and never frees it: it lives in the calling thread's storage,
-  // rebuilt for each lookup, and holds nothing that would need freeing.
+  // RocksDB's point lookup takes this iterator without an arena and never
+  // frees it: it lives in the thread's slot (iterator_pool.h).
   static void operator delete(void* p) {
-    if (p != ThreadOwn()) ::operator delete(p);
-  }
-  static void* ThreadOwn() {
-    alignas(std::max_align_t) static thread_local unsigned char storage[sizeof(Pool::Slot)];
-    return storage;
+    if (p != Pool::ThreadSlot()) ::operator delete(p);
   }
 
   bool Valid() const override { return node_ != nullptr; }
@@ -201,7 +196,7 @@ rocksdb::MemTableRep::Iterator* HashRep::GetIterator(rocksdb::Arena* arena) {
 rocksdb::MemTableRep::Iterator* HashRep::GetDynamicPrefixIterator(rocksdb::Arena* arena) {
   static_assert(sizeof(ChainIter) <= sizeof(Pool::Slot) &&
                 alignof(ChainIter) <= alignof(Pool::Slot));
-  if (!arena) return ::new (ChainIter::ThreadOwn()) ChainIter(this, nullptr);
+  if (!arena) return ::new (Pool::ThreadSlot()) ChainIter(this, nullptr);
   void* slot = pool_.Acquire();
   return ::new (slot) ChainIter(this, slot);
 }

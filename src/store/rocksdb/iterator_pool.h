@@ -2,6 +2,12 @@
 // (`GetIterator(Arena*)`): it only runs their destructors, and the Arena class
 // is not installed, so such an iterator lives in a slot of its memtable's own
 // pool instead, and its destructor hands the slot back.
+//
+// RocksDB's default point lookup (`MemTableRep::Get`) takes an iterator
+// without an arena and never frees it: that one lives in the calling thread's
+// own slot (ThreadSlot), rebuilt for each lookup, and must hold nothing that
+// would need freeing. Its class's operator delete frees nothing for that slot,
+// should any caller delete it.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +38,13 @@ class IteratorPool {
   void Release(void* slot) {
     std::lock_guard lock(mu_);
     free_.push_back(slot);
+  }
+
+  // The calling thread's slot, shared by every memtable's point lookups: one
+  // lookup's iterator is done with before the thread's next lookup begins.
+  static void* ThreadSlot() {
+    static thread_local Slot slot;
+    return &slot;
   }
 
  private:

@@ -313,11 +313,7 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
   }
   // The thread's own iterator (GetDynamicPrefixIterator) is not the heap's.
   static void operator delete(void* p) {
-    if (p != ThreadOwn()) ::operator delete(p);
-  }
-  static void* ThreadOwn() {
-    alignas(std::max_align_t) static thread_local unsigned char storage[sizeof(Pool::Slot)];
-    return storage;
+    if (p != Pool::ThreadSlot()) ::operator delete(p);
   }
 
   bool Valid() const override { return node_ != nullptr; }
@@ -356,7 +352,7 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
 
 rocksdb::MemTableRep::Iterator* SkipListRep::GetDynamicPrefixIterator(rocksdb::Arena* arena) {
   if (arena) return GetIterator(arena);
-  return ::new (Iter::ThreadOwn()) Iter(this, nullptr);
+  return ::new (Pool::ThreadSlot()) Iter(this, nullptr);
 }
 
 rocksdb::MemTableRep::Iterator* SkipListRep::GetIterator(rocksdb::Arena* arena) {
