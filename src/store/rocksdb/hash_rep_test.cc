@@ -2,17 +2,17 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
-#include <rocksdb/slice_transform.h>
 #include <rocksdb/write_batch.h>
-#include <stdlib.h>
 
 #include <atomic>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "store/rocksdb/memtable_test_db.h"
 
 namespace pigeon {
 namespace {
@@ -23,62 +23,20 @@ namespace {
 class PigeonHash : public ::testing::TestWithParam<size_t> {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pigeon-hash-test.XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
     rocksdb::Options o;
-    o.create_if_missing = true;
-    o.write_buffer_size = 256 << 20;
     o.memtable_factory = NewPigeonHashFactory(GetParam());
-    o.allow_concurrent_memtable_write = false;  // one writer, as RocksStore
-    rocksdb::DB* raw = nullptr;
-    auto s = rocksdb::DB::Open(o, dir_ + "/db", &raw);
-    ASSERT_TRUE(s.ok()) << s.ToString();
-    db_.reset(raw);
-  }
-  void TearDown() override {
-    db_.reset();
-    std::filesystem::remove_all(dir_);
+    test_db_ = std::make_unique<MemtableTestDb>(o);
+    ASSERT_TRUE(test_db_->status().ok()) << test_db_->status().ToString();
+    db_ = test_db_->get();
   }
 
   // Every way of reading agrees with the model: in total order (RocksDB's
   // iterators, the flush), and by point lookups.
   void ExpectMatches(const std::map<std::string, std::string>& model) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
-    auto m = model.begin();
-    for (it->SeekToFirst(); it->Valid(); it->Next(), ++m) {
-      ASSERT_NE(m, model.end());
-      ASSERT_EQ(it->key().ToString(), m->first);
-      ASSERT_EQ(it->value().ToString(), m->second);
-    }
-    EXPECT_EQ(m, model.end());
-    auto r = model.rbegin();
-    for (it->SeekToLast(); it->Valid(); it->Prev(), ++r) {
-      ASSERT_NE(r, model.rend());
-      ASSERT_EQ(it->key().ToString(), r->first);
-    }
-    EXPECT_EQ(r, model.rend());
     std::mt19937 rng(7);
-    for (int i = 0; i < 500; ++i) {
-      std::string probe = Key(rng() % 3000) + (i % 3 ? "" : "~");
-      auto lb = model.lower_bound(probe);
-      it->Seek(probe);
-      ASSERT_EQ(it->Valid(), lb != model.end()) << probe;
-      if (it->Valid()) {
-        EXPECT_EQ(it->key().ToString(), lb->first);
-      }
-      it->SeekForPrev(probe);
-      auto ub = model.upper_bound(probe);
-      ASSERT_EQ(it->Valid(), ub != model.begin()) << probe;
-      if (it->Valid()) {
-        EXPECT_EQ(it->key().ToString(), std::prev(ub)->first);
-      }
-      std::string v;
-      auto s = db_->Get({}, probe, &v);
-      EXPECT_EQ(s.ok(), model.count(probe) == 1) << probe;
-      if (s.ok()) {
-        EXPECT_EQ(v, model.at(probe));
-      }
-    }
+    std::vector<std::string> probes;
+    for (int i = 0; i < 500; ++i) probes.push_back(Key(rng() % 3000) + (i % 3 ? "" : "~"));
+    test_db_->ExpectMatches(model, probes);
   }
 
   // Random, as a client_msg_id often is: no order to follow.
@@ -88,8 +46,8 @@ class PigeonHash : public ::testing::TestWithParam<size_t> {
     return buf;
   }
 
-  std::string dir_;
-  std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<MemtableTestDb> test_db_;
+  rocksdb::DB* db_ = nullptr;
 };
 
 TEST_P(PigeonHash, ReadsInOrderAndByKeyBeforeAndAfterAFlush) {
