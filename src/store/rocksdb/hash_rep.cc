@@ -4,6 +4,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <new>
 #include <string_view>
@@ -16,6 +17,17 @@ namespace {
 
 using rocksdb::KeyHandle;
 using rocksdb::Slice;
+
+// Bytes of user key a flush's sort compares in place (Sorted()).
+constexpr size_t kSortPrefix = 24;
+// How far ahead of a flush's reads entries are fetched into the cache.
+constexpr size_t kLookAhead = 4;
+
+// An entry's key and value, about 100 bytes: its first two cache lines.
+void PrefetchEntry(const char* entry) {
+  __builtin_prefetch(entry);
+  __builtin_prefetch(entry + 64);
+}
 
 // A chain's node: its link, then its entry (RocksDB's encoded key and value).
 struct Node {
@@ -91,18 +103,50 @@ class HashRep final : public rocksdb::MemTableRep {
     while (x != nullptr && compare_(x->Key(), key) < 0) x = x->next.load(std::memory_order_acquire);
     return x;
   }
-  // Every entry, in order.
+  // Every entry, in order. Sorting the pointers alone compared keys in the
+  // arena, a cache miss on each side of most of the n log n comparisons: at
+  // a flush, most of the memtable's CPU. Each entry's first kSortPrefix bytes
+  // of user key (zero-padded) sort it first; whole keys are only compared
+  // where those are equal. A shorter key's padding orders it before any
+  // longer key it is a prefix of, so the two orders agree.
   std::vector<const char*> Sorted() const {
-    std::vector<const char*> keys;
-    keys.reserve(entries_.load(std::memory_order_relaxed));
+    struct Entry {
+      uint64_t prefix[kSortPrefix / 8];
+      const char* key;
+    };
+    std::vector<Entry> entries;
+    entries.reserve(entries_.load(std::memory_order_relaxed));
     for (size_t i = 0; i <= mask_; ++i) {
+      if (i + kLookAhead <= mask_) {
+        __builtin_prefetch(buckets_[i + kLookAhead].load(std::memory_order_relaxed));
+      }
       for (Node* x = buckets_[i].load(std::memory_order_acquire); x != nullptr;
-           x = x->next.load(std::memory_order_acquire))
-        keys.push_back(x->Key());
+           x = x->next.load(std::memory_order_acquire)) {
+        Entry& e = entries.emplace_back();
+        e.key = x->Key();
+        const Slice internal = compare_.decode_key(e.key);
+        char bytes[kSortPrefix] = {};
+        std::memcpy(bytes, internal.data(), std::min(internal.size() - 8, kSortPrefix));
+        for (size_t w = 0; w < kSortPrefix / 8; ++w) {
+          uint64_t v;
+          std::memcpy(&v, bytes + 8 * w, 8);
+          e.prefix[w] = BigEndian(v);
+        }
+      }
     }
-    std::sort(keys.begin(), keys.end(),
-              [this](const char* a, const char* b) { return compare_(a, b) < 0; });
+    std::sort(entries.begin(), entries.end(), [this](const Entry& a, const Entry& b) {
+      for (size_t w = 0; w < kSortPrefix / 8; ++w) {
+        if (a.prefix[w] != b.prefix[w]) return a.prefix[w] < b.prefix[w];
+      }
+      return compare_(a.key, b.key) < 0;
+    });
+    std::vector<const char*> keys;
+    keys.reserve(entries.size());
+    for (const Entry& e : entries) keys.push_back(e.key);
     return keys;
+  }
+  static uint64_t BigEndian(uint64_t v) {
+    return std::endian::native == std::endian::big ? v : __builtin_bswap64(v);
   }
 
   const KeyComparator& compare_;
@@ -126,7 +170,12 @@ class HashRep::SortedIter final : public rocksdb::MemTableRep::Iterator {
 
   bool Valid() const override { return at_ < keys_.size(); }
   const char* key() const override { return keys_[at_]; }
-  void Next() override { ++at_; }
+  // A flush reads every entry in order: the arena's, scattered. The entry
+  // kLookAhead places on is fetched while this one is written out.
+  void Next() override {
+    ++at_;
+    if (at_ + kLookAhead < keys_.size()) PrefetchEntry(keys_[at_ + kLookAhead]);
+  }
   void Prev() override { at_ = at_ == 0 ? keys_.size() : at_ - 1; }
   void Seek(const Slice& internal_key, const char* memtable_key) override {
     const Slice target = SeekTarget(internal_key, memtable_key);
@@ -143,7 +192,10 @@ class HashRep::SortedIter final : public rocksdb::MemTableRep::Iterator {
         keys_.begin());
     at_ = after == 0 ? keys_.size() : after - 1;
   }
-  void SeekToFirst() override { at_ = 0; }
+  void SeekToFirst() override {
+    at_ = 0;
+    for (size_t i = 0; i < kLookAhead && i < keys_.size(); ++i) PrefetchEntry(keys_[i]);
+  }
   void SeekToLast() override { at_ = keys_.empty() ? 0 : keys_.size() - 1; }
 
  private:

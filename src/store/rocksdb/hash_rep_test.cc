@@ -93,6 +93,44 @@ TEST_P(PigeonHash, SnapshotsReadTheirVersionOfAKey) {
   db_->ReleaseSnapshot(snap);
 }
 
+// A flush sorts by each key's first 24 bytes in place, then by whole keys:
+// keys that are prefixes of others, that end in zero bytes (the padding's
+// value), that have bytes over 0x7f, or that share their first 24 bytes
+// still come out in the comparator's order.
+TEST_P(PigeonHash, SortsKeysThatShareTheirFirstBytesOrEndInZeros) {
+  const std::string base = "Xsender-with-a-long-name";  // 24 bytes
+  std::vector<std::string> keys = {"",
+                                   "a",
+                                   std::string("a\0", 2),
+                                   std::string("a\0\0", 3),
+                                   std::string("a\0b", 3),
+                                   "ab",
+                                   "\x7f",
+                                   "\x80",
+                                   "\xff\xff",
+                                   std::string("\x80\0\x01", 3),
+                                   base,
+                                   base + std::string(1, '\0'),
+                                   base + "a",
+                                   base + "\xfe",
+                                   base.substr(0, 23),
+                                   base.substr(0, 23) + "\xff",
+                                   base.substr(0, 16) + std::string(8, '\0'),
+                                   base.substr(0, 16) + std::string(8, '\0') + "z"};
+  for (int i = 0; i < 40; ++i) keys.push_back(base + std::string(1, '\0') + Key(i));
+  std::map<std::string, std::string> model;
+  std::mt19937 rng(5);
+  std::shuffle(keys.begin(), keys.end(), rng);
+  for (const std::string& k : keys) {
+    if (k.empty()) continue;  // not a key RocksDB's users write
+    ASSERT_TRUE(db_->Put({}, k, "v" + std::to_string(model.size())).ok());
+    model[k] = "v" + std::to_string(model.size());
+  }
+  test_db_->ExpectMatches(model, keys);
+  ASSERT_TRUE(db_->Flush({}).ok());
+  test_db_->ExpectMatches(model, keys);
+}
+
 TEST_P(PigeonHash, ReadersRunWhileTheWriterInserts) {
   std::atomic<bool> done{false};
   std::atomic<unsigned> written{0};

@@ -43,6 +43,15 @@ struct Node {
   std::atomic<Node*> next_[1];
 };
 
+// A node's level-0 link, key and value (about 140 bytes for a message):
+// its first three cache lines. Null is fine: a prefetch never faults.
+void PrefetchNode(const Node* x) {
+  const char* p = reinterpret_cast<const char*>(x);
+  __builtin_prefetch(p);
+  __builtin_prefetch(p + 64);
+  __builtin_prefetch(p + 128);
+}
+
 // Where a prefix's last insert went, at every level: prev[i] < key < next[i].
 struct Splice {
   // The key prefix this splice is the hint of (the memtable's own hints):
@@ -318,7 +327,12 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
 
   bool Valid() const override { return node_ != nullptr; }
   const char* key() const override { return node_->Key(); }
-  void Next() override { node_ = node_->Next(0); }
+  // A flush reads every node in order, each somewhere else in the arena:
+  // the next one is fetched into the cache while this one is written out.
+  void Next() override {
+    node_ = node_->Next(0);
+    if (node_) PrefetchNode(node_->Next(0));
+  }
   void Prev() override {
     node_ = list_->FindLessThan(node_->Key());
     if (node_ == list_->head_) node_ = nullptr;
@@ -334,7 +348,10 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
     }
     while (node_ && list_->compare_(node_->Key(), target) > 0) Prev();
   }
-  void SeekToFirst() override { node_ = list_->head_->Next(0); }
+  void SeekToFirst() override {
+    node_ = list_->head_->Next(0);
+    if (node_) PrefetchNode(node_->Next(0));
+  }
   void SeekToLast() override {
     node_ = list_->FindLast();
     if (node_ == list_->head_) node_ = nullptr;
