@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -363,8 +364,25 @@ struct Target {
       if (static_cast<int>(seeded.size()) < n) throw std::logic_error("too few seeded users");
       return {seeded.begin(), seeded.begin() + n};
     }
-    std::fprintf(stderr, "signing up %d users through the API...\n", n);
-    return SignUpUsers(port, n, prefix);
+    // A running server may hold an earlier run's users and conversations,
+    // whose messages the audit would count as gaps: each run has its own.
+    const std::string tagged = prefix + RunTag() + "-";
+    std::fprintf(stderr, "signing up %d users (%s0...) through the API...\n", n, tagged.c_str());
+    return SignUpUsers(port, n, tagged);
+  }
+  // This run's part of its user names: the start time and process id, base 36.
+  static const std::string& RunTag() {
+    static const std::string tag = [] {
+      std::string t;
+      for (auto v : {static_cast<uint64_t>(::time(nullptr)), static_cast<uint64_t>(::getpid())}) {
+        std::string part;
+        for (; v; v /= 36)
+          part.insert(part.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36]);
+        t += part;
+      }
+      return t;
+    }();
+    return tag;
   }
 };
 
