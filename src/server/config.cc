@@ -44,6 +44,10 @@ std::vector<Option> Options(Config& c) {
        "MB/s the store's flushes and compactions may write, so commits' fsyncs do not wait behind "
        "them; 0: no limit",
        &c.store_write_mb_per_s},
+      {"store_compaction",
+       "universal (fewer rewrites: keeps up with more msg/s; needs free disk up to the store's "
+       "size) or level",
+       &c.store_compaction},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},

@@ -24,9 +24,10 @@ struct Config {
   uint64_t commit_delay_us = 2000;         // a small batch waits this long for more (0: off)
   uint64_t commit_delay_ops = 16;          // ... unless it already has this many ops
   uint64_t store_write_mb_per_s = 0;       // flushes and compactions write at most this (0: off)
-  uint64_t pwhash_opslimit = 2;            // Argon2id passes (libsodium interactive: 2)
-  uint64_t pwhash_memlimit_kib = 65536;    // Argon2id memory, KiB (interactive: 64 MiB)
-  uint64_t drain_grace_ms = 2000;          // SIGTERM: time given to close frames to flush
+  std::string store_compaction = "universal";  // or "level" (RocksDB's levelled compaction)
+  uint64_t pwhash_opslimit = 2;                // Argon2id passes (libsodium interactive: 2)
+  uint64_t pwhash_memlimit_kib = 65536;        // Argon2id memory, KiB (interactive: 64 MiB)
+  uint64_t drain_grace_ms = 2000;              // SIGTERM: time given to close frames to flush
   uint64_t heartbeat_interval_ms =
       25000;  // WebSocket ping interval; silent a whole interval: closed
   uint64_t presence_debounce_ms =

@@ -109,10 +109,17 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto compaction = RocksStore::CompactionNamed(cfg->store_compaction);
+  if (!compaction) {
+    spdlog::critical("store_compaction must be universal or level, not {}", cfg->store_compaction);
+    return 2;
+  }
+
   std::error_code fec;
   std::filesystem::create_directories(cfg->data_dir, fec);
-  auto store = RocksStore::Open(
-      {.path = cfg->data_dir, .background_write_bytes_per_s = cfg->store_write_mb_per_s << 20});
+  auto store = RocksStore::Open({.path = cfg->data_dir,
+                                 .background_write_bytes_per_s = cfg->store_write_mb_per_s << 20,
+                                 .compaction = *compaction});
   if (!store.ok()) {
     spdlog::critical("{}", store.status().message());
     return 1;

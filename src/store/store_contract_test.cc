@@ -358,6 +358,86 @@ TEST(RocksStoreBackground, HealthCountsTheTablesInLevelZero) {
   EXPECT_GE(store->Health().level0_files, 1u);
 }
 
+// Universal compaction is the default; a store written with levelled
+// compaction (files in several levels) opens with it, and the other way
+// round: every message, the seqs after it and the dedup keys survive.
+TEST(RocksStoreCompaction, AStoreWrittenWithOneStyleOpensWithTheOther) {
+  using Compaction = RocksStore::Options::Compaction;
+  char tmpl[] = "/tmp/pigeon-store-test.XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string path = dir + "/db";
+  std::vector<OpResult> rs;
+  auto open = [&](Compaction c) {
+    auto s = RocksStore::Open({.path = path, .compaction = c});
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? std::move(*s) : nullptr;
+  };
+  auto commit = [&](MessageStore& store, WriteOp op) {
+    EXPECT_TRUE(store.Commit(std::span<WriteOp>(&op, 1), 1000, &rs).ok());
+    return rs.at(0);
+  };
+  // Appends messages "<tag>0".."<tag>49", each its own commit.
+  auto append = [&](MessageStore& store, const std::string& conv, const std::string& tag) {
+    for (int i = 0; i < 50; ++i) {
+      auto r = commit(store, op::AppendMessage{"alice", conv, tag + std::to_string(i), "b"});
+      ASSERT_TRUE(r.status.ok()) << r.status.message();
+    }
+  };
+  // Opens the database raw with `style`, writes the memtables to tables and
+  // compacts everything into level `level`: a layout of `style`'s own.
+  auto compact = [&](rocksdb::CompactionStyle style, int level) {
+    rocksdb::DBOptions o;
+    rocksdb::ColumnFamilyOptions cf;
+    cf.compaction_style = style;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, cf}, {RocksStore::kDedupFamily, cf}};
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, families, &h, &db).ok());
+    rocksdb::CompactRangeOptions c;
+    c.change_level = true;
+    c.target_level = level;
+    for (auto* f : h) {
+      EXPECT_TRUE(db->Flush({}, f).ok());
+      EXPECT_TRUE(db->CompactRange(c, f, nullptr, nullptr).ok());
+      (void)db->DestroyColumnFamilyHandle(f);
+    }
+    delete db;
+  };
+  std::string conv;
+  {
+    auto store = open(Compaction::kLevel);
+    ASSERT_TRUE(store);
+    for (const char* u : {"alice", "bob"}) (void)commit(*store, op::CreateUser{u, "hash"});
+    conv =
+        std::get<Conversation>(commit(*store, op::OpenDirectConversation{"alice", "bob"}).value).id;
+    append(*store, conv, "a");
+  }
+  compact(rocksdb::kCompactionStyleLevel, 3);
+  {
+    auto store = open(Compaction::kLevel);  // and one more table, in level 0
+    ASSERT_TRUE(store);
+    append(*store, conv, "b");
+  }
+  for (Compaction c : {Compaction::kUniversal, Compaction::kLevel}) {
+    auto store = open(c);
+    ASSERT_TRUE(store);
+    auto dup = commit(*store, op::AppendMessage{"alice", conv, "a0", "again"});
+    ASSERT_TRUE(dup.status.ok());
+    EXPECT_TRUE(std::get<AppendResult>(dup.value).duplicate);
+    EXPECT_EQ(std::get<AppendResult>(dup.value).message.seq, 1u);
+    append(*store, conv, c == Compaction::kUniversal ? "c" : "d");
+    auto h = store->History(conv, ~0ull, 1000);
+    ASSERT_TRUE(h.ok());
+    const size_t n = c == Compaction::kUniversal ? 150 : 200;
+    ASSERT_EQ(h->size(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ((*h)[i].seq, n - i);
+    store.reset();
+    if (c == Compaction::kUniversal) compact(rocksdb::kCompactionStyleUniversal, 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // The dedup keys live in a column family of their own (a hash memtable). A
 // store written before it existed has them in the default family: they move
 // at open, and a retry of a message sent before the upgrade is still caught,

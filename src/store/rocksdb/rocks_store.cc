@@ -246,6 +246,12 @@ Result<uint64_t> NewestNum(rocksdb::Iterator& it, char tag, std::string_view id)
 
 }  // namespace
 
+std::optional<RocksStore::Options::Compaction> RocksStore::CompactionNamed(std::string_view name) {
+  if (name == "universal") return Options::Compaction::kUniversal;
+  if (name == "level") return Options::Compaction::kLevel;
+  return std::nullopt;
+}
+
 Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -271,6 +277,13 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   if (options.background_write_bytes_per_s > 0) {
     o.rate_limiter.reset(
         rocksdb::NewGenericRateLimiter(static_cast<int64_t>(options.background_write_bytes_per_s)));
+  }
+  // Universal compaction, the default: at a sustained 50,000 msg/s on two
+  // cores, levelled compactions fell behind (1.1 GB pending after 180 s, level
+  // 0 growing, commits stalled 3.5 s); universal ones kept up (0 pending, 3
+  // level-0 tables). Set before the dedup family copies these options.
+  if (options.compaction == Options::Compaction::kUniversal) {
+    o.compaction_style = rocksdb::kCompactionStyleUniversal;
   }
   // A skiplist memtable without Debian's assertions (skiplist_rep.h), with an
   // insert hint per key prefix.
