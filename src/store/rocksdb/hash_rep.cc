@@ -161,12 +161,9 @@ Slice SeekTarget(const Slice& internal_key, const char* memtable_key) {
 }
 
 // Every entry in order: a sorted copy of the pointers, taken when created.
-class HashRep::SortedIter final : public rocksdb::MemTableRep::Iterator {
+class HashRep::SortedIter final : private Pool::Held, public rocksdb::MemTableRep::Iterator {
  public:
-  SortedIter(HashRep* rep, void* slot) : rep_(rep), slot_(slot), keys_(rep->Sorted()) {}
-  ~SortedIter() override {
-    if (slot_) rep_->pool_.Release(slot_);
-  }
+  SortedIter(HashRep* rep, void* slot) : Held(&rep->pool_, slot), rep_(rep), keys_(rep->Sorted()) {}
 
   bool Valid() const override { return at_ < keys_.size(); }
   const char* key() const override { return keys_[at_]; }
@@ -200,18 +197,14 @@ class HashRep::SortedIter final : public rocksdb::MemTableRep::Iterator {
 
  private:
   HashRep* rep_;
-  void* slot_;  // the pool's slot this iterator lives in, or null (heap)
   std::vector<const char*> keys_;
   size_t at_ = 0;
 };
 
 // The chain of the key it seeks, from that key on; nothing in total order.
-class HashRep::ChainIter final : public rocksdb::MemTableRep::Iterator {
+class HashRep::ChainIter final : private Pool::Held, public rocksdb::MemTableRep::Iterator {
  public:
-  ChainIter(HashRep* rep, void* slot) : rep_(rep), slot_(slot) {}
-  ~ChainIter() override {
-    if (slot_) rep_->pool_.Release(slot_);
-  }
+  ChainIter(HashRep* rep, void* slot) : Held(&rep->pool_, slot), rep_(rep) {}
   // RocksDB's point lookup takes this iterator without an arena and never
   // frees it: it lives in the thread's slot (iterator_pool.h).
   static void operator delete(void* p) {
@@ -233,7 +226,6 @@ class HashRep::ChainIter final : public rocksdb::MemTableRep::Iterator {
 
  private:
   HashRep* rep_;
-  void* slot_;  // the pool's slot this iterator lives in, or null
   Node* node_ = nullptr;
 };
 

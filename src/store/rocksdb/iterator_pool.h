@@ -40,6 +40,26 @@ class IteratorPool {
     free_.push_back(slot);
   }
 
+  // An iterator in a slot derives from this first: base classes are
+  // destroyed last, in reverse order, so this hands the slot back only after
+  // the iterator's members and its RocksDB base are gone. (Released from the
+  // iterator's own destructor body, a slot was taken and filled by another
+  // thread while the rest of that destructor still wrote to it: a reader's
+  // iterator with a null vtable, found by the threaded memtable tests.)
+  class Held {
+   protected:
+    Held(IteratorPool* pool, void* slot) : pool_(pool), slot_(slot) {}
+    ~Held() {
+      if (slot_) pool_->Release(slot_);
+    }
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+
+   private:
+    IteratorPool* pool_;
+    void* slot_;  // the pool's slot the iterator lives in, or null (not the pool's)
+  };
+
   // The calling thread's slot, shared by every memtable's point lookups: one
   // lookup's iterator is done with before the thread's next lookup begins.
   static void* ThreadSlot() {

@@ -314,12 +314,9 @@ class SkipListRep final : public rocksdb::MemTableRep {
   Pool pool_;                                           // iterators RocksDB meant for its arena
 };
 
-class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
+class SkipListRep::Iter final : private Pool::Held, public rocksdb::MemTableRep::Iterator {
  public:
-  Iter(SkipListRep* list, void* slot) : list_(list), slot_(slot) {}
-  ~Iter() override {
-    if (slot_) list_->pool_.Release(slot_);
-  }
+  Iter(SkipListRep* list, void* slot) : Held(&list->pool_, slot), list_(list) {}
   // The thread's own iterator (GetDynamicPrefixIterator) is not the heap's.
   static void operator delete(void* p) {
     if (p != Pool::ThreadSlot()) ::operator delete(p);
@@ -363,7 +360,6 @@ class SkipListRep::Iter final : public rocksdb::MemTableRep::Iterator {
   }
 
   SkipListRep* list_;
-  void* slot_;  // the pool's slot this iterator lives in, or null (heap)
   Node* node_ = nullptr;
 };
 
