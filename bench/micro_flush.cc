@@ -2,7 +2,7 @@
 // message skiplist and the dedup hash table) filled the way the committer
 // fills them, then written to a level-0 table. A flush reads every entry in
 // key order, scattered over the arena; at 50,000 msg/s the flushes were about
-// 3.4 us of CPU per message. Time per iteration is one flush (wall time; the
+// 3 us of CPU per message (docs/benchmarks.md, "Eleventh round"). Time per iteration is one flush (wall time; the
 // machine is otherwise idle, so about its CPU); the filling is not timed.
 // Run: build/micro_bench --benchmark_filter=Flush
 #include <benchmark/benchmark.h>
@@ -66,7 +66,7 @@ std::string Fixed64BE(uint64_t v) {
 }
 
 // Fills `db` with `messages` messages' keys as the committer writes them, in
-// batches of 16, and flushes. `dedup`: the dedup keys (sender, a random
+// write batches of 48 keys, and flushes. `dedup`: the dedup keys (sender, a random
 // client_msg_id); otherwise a message and its two feed entries, each to a
 // random one of 500 conversations.
 void FlushMemtable(benchmark::State& state, bool dedup) {
