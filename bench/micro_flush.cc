@@ -2,9 +2,11 @@
 // message skiplist and the dedup hash table) filled the way the committer
 // fills them, then written to a level-0 table. A flush reads every entry in
 // key order, scattered over the arena; at 50,000 msg/s the flushes were about
-// 3 us of CPU per message (docs/benchmarks.md, "Eleventh round"). Time per iteration is one flush
-// (wall time; the machine is otherwise idle, so about its CPU); the filling is not timed. Run:
-// build/micro_bench --benchmark_filter=Flush
+// 3 us of CPU per message (docs/benchmarks.md, "Eleventh round"). Time per
+// iteration is one flush (wall time; the machine is otherwise idle, so about
+// its CPU); the filling is not timed.
+//
+// Run: build/micro_bench --benchmark_filter=Flush
 #include <benchmark/benchmark.h>
 #include <rocksdb/db.h>
 #include <rocksdb/slice_transform.h>
