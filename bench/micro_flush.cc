@@ -14,29 +14,17 @@
 #include <stdlib.h>
 
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
 
 #include "store/rocksdb/hash_rep.h"
+#include "store/rocksdb/rocks_store.h"
 #include "store/rocksdb/skiplist_rep.h"
 
 namespace pigeon {
 namespace {
-
-// The store's insert hint prefix: the tag and id up to the first '\0'.
-class UpToNul : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "bench.UpToNul"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    auto* nul = static_cast<const char*>(std::memchr(key.data() + 1, '\0', key.size() - 1));
-    if (!nul) return key;
-    return rocksdb::Slice(key.data(), static_cast<size_t>(nul - key.data()) + 1);
-  }
-  bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
-};
 
 class FlushDb {
  public:
@@ -78,7 +66,7 @@ void FlushMemtable(benchmark::State& state, bool dedup) {
     o.memtable_factory = NewPigeonHashFactory(1 << 18);
     o.prefix_extractor.reset(rocksdb::NewNoopTransform());
   } else {
-    o.memtable_factory = NewPigeonSkipListFactory(std::make_shared<UpToNul>());
+    o.memtable_factory = NewPigeonSkipListFactory(StoreKeyPrefix());
   }
   FlushDb db(o);
   if (!db.get()) {

@@ -252,6 +252,10 @@ std::optional<RocksStore::Options::Compaction> RocksStore::CompactionNamed(std::
   return std::nullopt;
 }
 
+std::shared_ptr<const rocksdb::SliceTransform> StoreKeyPrefix() {
+  return std::make_shared<KeyPrefix>();
+}
+
 Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -287,7 +291,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   }
   // A skiplist memtable without Debian's assertions (skiplist_rep.h), with an
   // insert hint per key prefix.
-  o.memtable_factory = NewPigeonSkipListFactory(std::make_shared<KeyPrefix>());
+  o.memtable_factory = NewPigeonSkipListFactory(StoreKeyPrefix());
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

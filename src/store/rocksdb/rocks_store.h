@@ -30,12 +30,17 @@
 
 namespace rocksdb {
 class ColumnFamilyHandle;
+class SliceTransform;
 class DB;
 class Iterator;
 class WriteBatch;
 }  // namespace rocksdb
 
 namespace pigeon {
+
+// The key prefix under which the store's message memtable keeps an insert
+// hint (tag, id, NUL; see rocks_store.cc), for the memtable's benchmarks.
+std::shared_ptr<const rocksdb::SliceTransform> StoreKeyPrefix();
 
 class RocksStore final : public MessageStore {
  public:
