@@ -521,6 +521,17 @@ TEST_F(Pigeon, HealthReadinessAndMetrics) {
   EXPECT_NE(m.body.find("pigeon_store_level0_files 0"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_store_writes_stopped 0"), std::string::npos);
   EXPECT_NE(m.body.find("pigeon_store_write_stall_seconds_total 0"), std::string::npos);
+  // Each commit (two sign-ups, two logins, a conversation, a message) was made
+  // durable one way or the other.
+  auto count = [&](const std::string& series) {
+    auto at = m.body.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.body.substr(at + series.size() + 2));
+  };
+  const double fdatasyncs = count("pigeon_store_wal_syncs_total{method=\"fdatasync\"}");
+  const double flushes = count("pigeon_store_wal_syncs_total{method=\"flush\"}");
+  EXPECT_GE(fdatasyncs, 1) << m.body;
+  EXPECT_GE(flushes, 0) << m.body;
+  EXPECT_GE(fdatasyncs + flushes, 6) << m.body;
 }
 
 // The server reads a socket until a short read (edge-triggered). When the

@@ -10,6 +10,21 @@ prometheus::Counter& NewCounter(prometheus::Registry& r, const std::string& name
   return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
 }
 
+// Registered once; the second call finds the family already there.
+prometheus::Family<prometheus::Counter>& WalSyncs(prometheus::Registry& r) {
+  return prometheus::BuildCounter()
+      .Name("pigeon_store_wal_syncs_total")
+      .Help(
+          "Commits made durable: fdatasync of the log, or its pages written and the disk's "
+          "cache flushed (store_wal_sync)")
+      .Register(r);
+}
+
+// Raises `counter` to `total`, a count kept elsewhere since the process began.
+void CatchUp(prometheus::Counter& counter, double total) {
+  if (total > counter.Value()) counter.Increment(total - counter.Value());
+}
+
 prometheus::Gauge& NewGauge(prometheus::Registry& r, const std::string& name,
                             const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
@@ -70,6 +85,8 @@ Metrics::Metrics()
       store_write_stall_seconds(
           NewCounter(*registry_, "pigeon_store_write_stall_seconds_total",
                      "Time commits were slowed or stopped by the store's compaction debt")),
+      store_wal_fdatasyncs(WalSyncs(*registry_).Add({{"method", "fdatasync"}})),
+      store_wal_flushes(WalSyncs(*registry_).Add({{"method", "flush"}})),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")
@@ -104,9 +121,9 @@ void Metrics::Record(const StoreHealth& health) {
   store_delayed_write_rate.Set(static_cast<double>(health.delayed_write_rate));
   store_writes_stopped.Set(health.writes_stopped ? 1 : 0);
   // The store counts from its opening, as the counter does.
-  const double stalled = static_cast<double>(health.write_stall_us) / 1e6;
-  if (stalled > store_write_stall_seconds.Value())
-    store_write_stall_seconds.Increment(stalled - store_write_stall_seconds.Value());
+  CatchUp(store_write_stall_seconds, static_cast<double>(health.write_stall_us) / 1e6);
+  CatchUp(store_wal_fdatasyncs, static_cast<double>(health.wal_fdatasyncs));
+  CatchUp(store_wal_flushes, static_cast<double>(health.wal_flushes));
 }
 
 }  // namespace pigeon

@@ -48,6 +48,10 @@ std::vector<Option> Options(Config& c) {
        "universal (fewer rewrites: keeps up with more msg/s; needs free disk up to the store's "
        "size) or level",
        &c.store_compaction},
+      {"store_wal_sync",
+       "auto (a commit inside the log's written blocks: write its pages, flush the disk's cache; "
+       "on ext4 and XFS) or fdatasync (of the log file, every commit)",
+       &c.store_wal_sync},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},

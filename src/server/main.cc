@@ -115,11 +115,18 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto wal_sync = RocksStore::WalSyncNamed(cfg->store_wal_sync);
+  if (!wal_sync) {
+    spdlog::critical("store_wal_sync must be auto or fdatasync, not {}", cfg->store_wal_sync);
+    return 2;
+  }
+
   std::error_code fec;
   std::filesystem::create_directories(cfg->data_dir, fec);
   auto store = RocksStore::Open({.path = cfg->data_dir,
                                  .background_write_bytes_per_s = cfg->store_write_mb_per_s << 20,
-                                 .compaction = *compaction});
+                                 .compaction = *compaction,
+                                 .wal_sync = *wal_sync});
   if (!store.ok()) {
     spdlog::critical("{}", store.status().message());
     return 1;

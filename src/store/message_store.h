@@ -76,6 +76,10 @@ struct StoreHealth {
   uint64_t delayed_write_rate = 0;        // bytes/s writes are slowed to now; 0: not slowed
   bool writes_stopped = false;            // writes wait for compactions now
   uint64_t write_stall_us = 0;            // time writes were slowed or stopped since opening
+  // Commits made durable with an fdatasync of the log, and with a write of its
+  // pages and a flush of the disk's cache (RocksStore), since the process began.
+  uint64_t wal_fdatasyncs = 0;
+  uint64_t wal_flushes = 0;
 };
 
 struct Conversation {

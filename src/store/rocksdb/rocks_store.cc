@@ -205,9 +205,10 @@ class KeyPrefix : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
-rocksdb::Env* MakeStoreEnv() {
-  rocksdb::Env* env =
-      rocksdb::NewCompositeEnv(NewWalFileSystem(rocksdb::FileSystem::Default())).release();
+rocksdb::Env* MakeStoreEnv(WalSync sync, std::shared_ptr<WalSyncCounters> counters) {
+  rocksdb::Env* env = rocksdb::NewCompositeEnv(NewWalFileSystem(rocksdb::FileSystem::Default(),
+                                                                sync, std::move(counters)))
+                          .release();
   // Flushes and compactions run under SCHED_IDLE. A memtable flush is about
   // 0.3 s of CPU; at normal priority it took a core from the network threads
   // and the committer, and near saturation it held latency up (the third
@@ -219,10 +220,21 @@ rocksdb::Env* MakeStoreEnv() {
   return env;
 }
 
-rocksdb::Env* StoreEnv() {
-  // One for the process, never destroyed: stores may close during exit.
-  static rocksdb::Env* env = MakeStoreEnv();
-  return env;
+// The WAL syncs of the stores opened with `sync`, in this process.
+const std::shared_ptr<WalSyncCounters>& WalSyncCountersFor(WalSync sync) {
+  static const auto auto_sync = std::make_shared<WalSyncCounters>();
+  static const auto fdatasync = std::make_shared<WalSyncCounters>();
+  return sync == WalSync::kAuto ? auto_sync : fdatasync;
+}
+
+rocksdb::Env* StoreEnv(WalSync sync) {
+  // One for each WAL sync of the process, never destroyed: stores may close
+  // during exit.
+  static rocksdb::Env* const auto_sync =
+      MakeStoreEnv(WalSync::kAuto, WalSyncCountersFor(WalSync::kAuto));
+  static rocksdb::Env* const fdatasync =
+      MakeStoreEnv(WalSync::kFdatasync, WalSyncCountersFor(WalSync::kFdatasync));
+  return sync == WalSync::kAuto ? auto_sync : fdatasync;
 }
 
 Status Corrupt(std::string_view what) {
@@ -252,6 +264,12 @@ std::optional<RocksStore::Options::Compaction> RocksStore::CompactionNamed(std::
   return std::nullopt;
 }
 
+std::optional<WalSync> RocksStore::WalSyncNamed(std::string_view name) {
+  if (name == "auto") return WalSync::kAuto;
+  if (name == "fdatasync") return WalSync::kFdatasync;
+  return std::nullopt;
+}
+
 std::shared_ptr<const rocksdb::SliceTransform> StoreKeyPrefix() {
   return std::make_shared<KeyPrefix>();
 }
@@ -262,7 +280,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_total_wal_size = 256 << 20;
-  o.env = StoreEnv();
+  o.env = StoreEnv(options.wal_sync);
   // Obsolete WAL and table files are deleted in 1 MiB slices, at most 128 MB/s
   // (RocksDB's DeleteScheduler: rename to *.trash, truncate, unlink). One
   // unlink of a flushed 74 MB WAL file made the disk discard all of it at once
@@ -947,6 +965,9 @@ StoreHealth RocksStore::Health() {
     if (auto it = stats.find("db.user_write_stall_micros"); it != stats.end())
       h.write_stall_us = static_cast<uint64_t>(std::strtod(it->second.c_str(), nullptr));
   }
+  const WalSyncCounters& syncs = *WalSyncCountersFor(options_.wal_sync);
+  h.wal_fdatasyncs = syncs.fdatasyncs.load(std::memory_order_relaxed);
+  h.wal_flushes = syncs.flushes.load(std::memory_order_relaxed);
   return h;
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "store/message_store.h"
+#include "store/rocksdb/wal_file_system.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -64,9 +65,16 @@ class RocksStore final : public MessageStore {
     // written with the other.
     enum class Compaction { kUniversal, kLevel };
     Compaction compaction = Compaction::kUniversal;
+    // How a commit's WAL write is made durable (wal_file_system.h): where
+    // the file system allows it, a commit inside the WAL's already written
+    // blocks writes its pages and flushes the disk's cache, without an
+    // fdatasync that also writes the WAL's inode back for its mtime.
+    WalSync wal_sync = WalSync::kAuto;
   };
   // "universal" or "level"; nullopt for anything else.
   static std::optional<Options::Compaction> CompactionNamed(std::string_view name);
+  // "auto" or "fdatasync"; nullopt for anything else.
+  static std::optional<WalSync> WalSyncNamed(std::string_view name);
   static Result<std::unique_ptr<RocksStore>> Open(const Options& options);
   ~RocksStore() override;
 

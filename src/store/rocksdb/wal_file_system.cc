@@ -1,11 +1,21 @@
 #include "store/rocksdb/wal_file_system.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <rocksdb/file_system.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <string>
 
 namespace pigeon {
@@ -24,6 +34,33 @@ bool IsWal(const std::string& name) {
   return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0;
 }
 
+rocksdb::IOStatus IoError(const char* what, int err) {
+  return rocksdb::IOStatus::IOError(what, std::strerror(err));
+}
+
+// The open kFlushBarrier of one directory: fdatasync of it flushes the disk.
+class FlushBarrier {
+ public:
+  // nullptr if it cannot be created and opened.
+  static std::shared_ptr<FlushBarrier> Open(const std::string& dir) {
+    int fd = ::open((dir + "/" + kFlushBarrier).c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return nullptr;
+    return std::make_shared<FlushBarrier>(fd);
+  }
+  explicit FlushBarrier(int fd) : fd_(fd) {}
+  ~FlushBarrier() { ::close(fd_); }
+  FlushBarrier(const FlushBarrier&) = delete;
+  FlushBarrier& operator=(const FlushBarrier&) = delete;
+
+  rocksdb::IOStatus Flush() const {
+    if (::fdatasync(fd_) != 0) return IoError("flush barrier", errno);
+    return rocksdb::IOStatus::OK();
+  }
+
+ private:
+  int fd_;
+};
+
 // A WAL file that keeps zeros written ahead of its end. Before an append
 // leaves fewer than kZeroWrite bytes of zeros past the page the append ends
 // in, zeros are written up to kWalZeroAhead past it, through a second
@@ -33,9 +70,41 @@ bool IsWal(const std::string& name) {
 // provably not written yet.
 class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
-  ZeroAheadWal(std::unique_ptr<rocksdb::FSWritableFile> file, int fd)
-      : FSWritableFileOwnerWrapper(std::move(file)), fd_(fd) {}
+  ZeroAheadWal(std::unique_ptr<rocksdb::FSWritableFile> file, int fd,
+               std::shared_ptr<const FlushBarrier> barrier,
+               std::shared_ptr<WalSyncCounters> counters)
+      : FSWritableFileOwnerWrapper(std::move(file)),
+        fd_(fd),
+        barrier_(std::move(barrier)),
+        counters_(std::move(counters)) {}
   ~ZeroAheadWal() override { StopZeroing(); }
+
+  // A commit. While every byte appended lies below durable_to_, its blocks
+  // and the file's metadata are as the last fdatasync left them on the disk:
+  // writing the pages and flushing the disk's cache makes them durable (3. in
+  // the header). Otherwise, an fdatasync, after which the zeros written so far
+  // are durable too.
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+    if (!barrier_ || fd_ < 0 || zeroed_to_ != durable_to_ ||
+        target()->GetFileSize(options, dbg) > durable_to_) {
+      const uint64_t zeroed = zeroed_to_;
+      rocksdb::IOStatus s = FSWritableFileOwnerWrapper::Sync(options, dbg);
+      if (s.ok()) {
+        durable_to_ = zeroed;
+        if (counters_) counters_->fdatasyncs.fetch_add(1, std::memory_order_relaxed);
+      }
+      return s;
+    }
+    // WAIT_BEFORE: writeback already under way finishes first, so WRITE
+    // starts one for every page dirty now, and WAIT_AFTER waits for them all.
+    if (::sync_file_range(
+            fd_, 0, 0,
+            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+      return IoError("sync_file_range", errno);
+    rocksdb::IOStatus s = barrier_->Flush();
+    if (s.ok() && counters_) counters_->flushes.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
@@ -101,12 +170,19 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
   int fd_;
+  // Null: every Sync is an fdatasync (WalSync::kFdatasync, or an unsafe file system).
+  const std::shared_ptr<const FlushBarrier> barrier_;
+  const std::shared_ptr<WalSyncCounters> counters_;
   uint64_t zeroed_to_ = 0;  // [.., zeroed_to_) past the WAL's end holds written zeros
+  // [0, durable_to_) was written, zeros or records, before the last fdatasync.
+  uint64_t durable_to_ = 0;
 };
 
 class WalFileSystem final : public rocksdb::FileSystemWrapper {
  public:
-  using FileSystemWrapper::FileSystemWrapper;
+  WalFileSystem(std::shared_ptr<rocksdb::FileSystem> base, WalSync sync,
+                std::shared_ptr<WalSyncCounters> counters)
+      : FileSystemWrapper(std::move(base)), sync_(sync), counters_(std::move(counters)) {}
   const char* Name() const override { return "pigeon.WalFileSystem"; }
 
   rocksdb::FileOptions OptimizeForLogWrite(const rocksdb::FileOptions& file_options,
@@ -123,15 +199,78 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
     if (!s.ok() || !IsWal(name)) return s;
     // Without a second descriptor the WAL is written as RocksDB would.
     int fd = ::open(name.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) *file = std::make_unique<ZeroAheadWal>(std::move(*file), fd);
+    if (fd >= 0) {
+      // ext4 journals the data of a file with the j attribute (chattr +j).
+      int flags = 0;
+      std::shared_ptr<const FlushBarrier> barrier;
+      if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_JOURNAL_DATA_FL))
+        barrier = BarrierFor(name);
+      *file = std::make_unique<ZeroAheadWal>(std::move(*file), fd, std::move(barrier), counters_);
+    }
     return s;
   }
+
+ private:
+  // The flush barrier of the WAL `name`'s directory, or null where a commit
+  // needs an fdatasync. The last directory's is kept: a store has one.
+  std::shared_ptr<const FlushBarrier> BarrierFor(const std::string& name) {
+    if (sync_ != WalSync::kAuto) return nullptr;
+    auto slash = name.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : name.substr(0, slash);
+    std::lock_guard lock(mu_);
+    if (dir != barrier_dir_) {
+      barrier_dir_ = dir;
+      barrier_ = FlushBarrierIsSafeIn(dir) ? FlushBarrier::Open(dir) : nullptr;
+    }
+    return barrier_;
+  }
+
+  const WalSync sync_;
+  const std::shared_ptr<WalSyncCounters> counters_;
+  std::mutex mu_;
+  std::string barrier_dir_;
+  std::shared_ptr<const FlushBarrier> barrier_;
 };
 
 }  // namespace
 
-std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(std::shared_ptr<rocksdb::FileSystem> base) {
-  return std::make_shared<WalFileSystem>(std::move(base));
+std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(std::shared_ptr<rocksdb::FileSystem> base,
+                                                      WalSync sync,
+                                                      std::shared_ptr<WalSyncCounters> counters) {
+  return std::make_shared<WalFileSystem>(std::move(base), sync, std::move(counters));
+}
+
+bool MountOptionsHave(std::string_view mountinfo, dev_t dev, std::string_view option) {
+  // Each line: id parent major:minor root mountpoint options [optional...] -
+  // fstype source super-options.
+  const std::string device = std::to_string(major(dev)) + ":" + std::to_string(minor(dev));
+  std::istringstream lines{std::string(mountinfo)};
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, majmin, field;
+    if (!(fields >> id >> parent >> majmin) || majmin != device) continue;
+    while (fields >> field && field != "-") {
+    }
+    std::string fstype, source, options;
+    if (!(fields >> fstype >> source >> options)) continue;
+    std::istringstream each(options);
+    for (std::string o; std::getline(each, o, ',');)
+      if (o == option) return true;
+  }
+  return false;
+}
+
+bool FlushBarrierIsSafeIn(const std::string& dir) {
+  struct statfs fs {};
+  if (::statfs(dir.c_str(), &fs) != 0) return false;
+  if (fs.f_type == XFS_SUPER_MAGIC) return true;
+  if (fs.f_type != EXT4_SUPER_MAGIC) return false;
+  struct stat st {};
+  std::ifstream in("/proc/self/mountinfo");
+  if (::stat(dir.c_str(), &st) != 0 || !in) return false;
+  std::stringstream mountinfo;
+  mountinfo << in.rdbuf();
+  return !MountOptionsHave(mountinfo.str(), st.st_dev, "data=journal");
 }
 
 }  // namespace pigeon

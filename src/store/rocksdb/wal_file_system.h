@@ -17,14 +17,32 @@
 //     bytes ahead, written half of that at a time, and only the commit that
 //     carries such a write pays for a conversion, once per 256 KiB of WAL.
 //
+//  3. A commit whose records all lie in blocks that a completed fdatasync
+//     already left written (the zeros of 2.) is made durable without an
+//     fdatasync of the WAL: sync_file_range writes its pages and waits for
+//     them, then an fdatasync of an empty file beside the WAL (kFlushBarrier)
+//     has the disk flush its write cache. Nothing about the WAL's blocks, its
+//     size or its extents changed since that fdatasync; only its mtime did,
+//     and ext4 without a journal wrote that inode back in 6 of 10 commits:
+//     one device request of 2.6 per commit (docs/benchmarks.md, twelfth round).
+//     ext4 and XFS flush the disk's cache in an fdatasync with nothing to
+//     write (ext4_sync_file, xfs_file_fsync); file systems that may not, and
+//     ext4 with data=journal (file data goes through the journal, which only
+//     an fsync of the file itself commits), always get the fdatasync.
+//
 // The zeros are what the preallocated blocks read as, so a WAL left by a crash
 // looks exactly as before: records, then zeros, which recovery reads as the
 // end. Zeros are only ever written past the page the WAL's last byte is in, and
 // RocksDB trims a closed WAL to its real size.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace rocksdb {
 class FileSystem;
@@ -37,7 +55,30 @@ inline constexpr uint64_t kWalZeroAhead = 512 << 10;
 // A WAL file grows by preallocations of at most this much.
 inline constexpr uint64_t kWalPreallocation = 1 << 20;
 
-// `base` with the two changes above for WAL files (names ending in ".log").
-std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(std::shared_ptr<rocksdb::FileSystem> base);
+// The empty file, in each WAL directory, whose fdatasync flushes the disk (3.).
+inline constexpr const char* kFlushBarrier = "FLUSH-BARRIER";
+
+enum class WalSync {
+  kAuto,       // 3. where the file system is known to make it safe, else fdatasync
+  kFdatasync,  // an fdatasync of the WAL file for every commit
+};
+
+// How the WAL commits were made durable, counted by a WalFileSystem.
+struct WalSyncCounters {
+  std::atomic<uint64_t> fdatasyncs{0};  // fdatasync of the WAL file
+  std::atomic<uint64_t> flushes{0};     // sync_file_range and a cache flush (3.)
+};
+
+// `base` with the changes above for WAL files (names ending in ".log").
+// `counters`, if given, counts its WAL syncs.
+std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(
+    std::shared_ptr<rocksdb::FileSystem> base, WalSync sync = WalSync::kAuto,
+    std::shared_ptr<WalSyncCounters> counters = nullptr);
+
+// Whether 3. is safe in `dir`: ext4 mounted without data=journal, or XFS.
+bool FlushBarrierIsSafeIn(const std::string& dir);
+// Whether the super block options of the file system on device `dev`, in
+// /proc/self/mountinfo's text, include `option` (exposed for tests).
+bool MountOptionsHave(std::string_view mountinfo, dev_t dev, std::string_view option);
 
 }  // namespace pigeon

@@ -8,6 +8,7 @@
 #include <rocksdb/options.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -145,6 +146,90 @@ TEST_F(WalFileSystemTest, LeavesOtherFilesAsRocksDbWritesThem) {
   EXPECT_FALSE(*ahead);
   ASSERT_TRUE(w.file->Close(rocksdb::IOOptions(), nullptr).ok());
   EXPECT_EQ(ReadAll(w.path), w.appended);
+}
+
+// A file system whose WAL syncs are counted, and one WAL file in dir_.
+struct CountedWal {
+  std::shared_ptr<WalSyncCounters> counters = std::make_shared<WalSyncCounters>();
+  std::shared_ptr<rocksdb::FileSystem> fs;
+  std::unique_ptr<rocksdb::FSWritableFile> file;
+  std::string appended;
+
+  CountedWal(const std::string& dir, WalSync sync)
+      : fs(NewWalFileSystem(rocksdb::FileSystem::Default(), sync, counters)) {
+    rocksdb::FileOptions options =
+        fs->OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
+    EXPECT_TRUE(fs->NewWritableFile(dir + "/000011.log", options, &file, nullptr).ok());
+    if (file) file->SetPreallocationBlockSize(4 << 20);  // as RocksDB does for a WAL
+  }
+  // Appends `n` bytes (never a zero byte) and syncs, as a commit does.
+  void Commit(size_t n) {
+    std::string piece(n, static_cast<char>('a' + appended.size() % 26));
+    rocksdb::IOOptions io;
+    file->PrepareWrite(appended.size(), piece.size(), io, nullptr);
+    ASSERT_TRUE(file->Append(piece, io, nullptr).ok());
+    appended += piece;
+    ASSERT_TRUE(file->Sync(io, nullptr).ok());
+  }
+  uint64_t fdatasyncs() const { return counters->fdatasyncs.load(); }
+  uint64_t flushes() const { return counters->flushes.load(); }
+};
+
+TEST_F(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead) {
+  if (!FlushBarrierIsSafeIn(dir_)) GTEST_SKIP() << dir_ << " is not on ext4 or XFS";
+  CountedWal wal(dir_, WalSync::kAuto);
+  ASSERT_TRUE(wal.file);
+  // The first commit writes zeros ahead: its blocks' metadata changed.
+  wal.Commit(300);
+  EXPECT_EQ(wal.fdatasyncs(), 1u);
+  EXPECT_EQ(wal.flushes(), 0u);
+  // The next ones land in blocks that fdatasync left written.
+  for (int i = 0; i < 20; ++i) wal.Commit(1000);
+  EXPECT_EQ(wal.fdatasyncs(), 1u);
+  EXPECT_EQ(wal.flushes(), 20u);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/" + kFlushBarrier).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  // Past them, each commit that writes more zeros ahead gets an fdatasync, and
+  // only those: one per kWalZeroAhead / 2 of log.
+  const uint64_t commits = 3 * kWalZeroAhead / 1000;
+  for (uint64_t i = 0; i < commits; ++i) wal.Commit(1000);
+  EXPECT_GE(wal.fdatasyncs(), 1 + 3 * kWalZeroAhead / (kWalZeroAhead / 2) - 1);
+  EXPECT_LE(wal.fdatasyncs(), 1 + 3 * kWalZeroAhead / (kWalZeroAhead / 2) + 1);
+  EXPECT_EQ(wal.fdatasyncs() + wal.flushes(), 21 + commits);
+  std::string on_disk = ReadAll(dir_ + "/000011.log");
+  EXPECT_TRUE(on_disk.compare(0, wal.appended.size(), wal.appended) == 0);
+  ASSERT_TRUE(wal.file->Close(rocksdb::IOOptions(), nullptr).ok());
+  on_disk = ReadAll(dir_ + "/000011.log");
+  EXPECT_TRUE(on_disk == wal.appended) << on_disk.size() << " bytes, not " << wal.appended.size();
+}
+
+TEST_F(WalFileSystemTest, WithFdatasyncEveryCommitSyncsTheLog) {
+  CountedWal wal(dir_, WalSync::kFdatasync);
+  ASSERT_TRUE(wal.file);
+  for (int i = 0; i < 20; ++i) wal.Commit(1000);
+  EXPECT_EQ(wal.fdatasyncs(), 20u);
+  EXPECT_EQ(wal.flushes(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/" + kFlushBarrier));
+}
+
+TEST(WalFlushBarrier, IsNotUsedWhereExt4JournalsFileData) {
+  // /proc/self/mountinfo lines: the options after " - " are the super block's.
+  const std::string mountinfo =
+      "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,data=ordered\n"
+      "30 22 254:16 / /journaled rw,relatime shared:9 - ext4 /dev/vdb rw,data=journal\n"
+      "31 22 254:32 / /odd rw,relatime - ext4 /dev/vdc rw,data=journalled\n";
+  EXPECT_FALSE(MountOptionsHave(mountinfo, makedev(254, 0), "data=journal"));
+  EXPECT_TRUE(MountOptionsHave(mountinfo, makedev(254, 16), "data=journal"));
+  EXPECT_FALSE(MountOptionsHave(mountinfo, makedev(254, 32), "data=journal"));
+  EXPECT_FALSE(MountOptionsHave(mountinfo, makedev(8, 1), "data=journal"));
+  EXPECT_TRUE(MountOptionsHave(mountinfo, makedev(254, 0), "rw"));
+}
+
+TEST(WalFlushBarrier, IsNotUsedOnOtherFileSystems) {
+  // /proc is neither ext4 nor XFS.
+  EXPECT_FALSE(FlushBarrierIsSafeIn("/proc"));
+  EXPECT_FALSE(FlushBarrierIsSafeIn("/no/such/directory"));
 }
 
 }  // namespace
