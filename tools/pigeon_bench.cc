@@ -427,6 +427,7 @@ struct Round {
 
 struct RoundResult {
   uint64_t sent = 0, acked = 0, errors = 0, dup_or_reorder = 0, gaps = 0, lost = 0;
+  std::map<std::string, uint64_t> error_codes;  // the error frames' codes, e.g. "unavailable"
   double send_secs = 0;  // first send to the last send or ack, whichever is later
   std::vector<int64_t> ack, e2e;
   std::vector<int64_t> e2e_sent;  // each e2e sample's send time (CLOCK_MONOTONIC ns)
@@ -461,6 +462,14 @@ void WriteResult(int fd, const RoundResult& r) {
   WriteAll(fd, r.ack.data(), r.ack.size() * sizeof(int64_t));
   WriteAll(fd, r.e2e.data(), r.e2e.size() * sizeof(int64_t));
   WriteAll(fd, r.e2e_sent.data(), r.e2e_sent.size() * sizeof(int64_t));  // empty for the storm
+  uint64_t codes = r.error_codes.size();
+  WriteAll(fd, &codes, sizeof codes);
+  for (auto& [code, n] : r.error_codes) {
+    uint64_t len = code.size();
+    WriteAll(fd, &len, sizeof len);
+    WriteAll(fd, code.data(), code.size());
+    WriteAll(fd, &n, sizeof n);
+  }
 }
 bool ReadResult(int fd, RoundResult& r) {
   uint64_t h[9];
@@ -470,9 +479,20 @@ bool ReadResult(int fd, RoundResult& r) {
   r.ack.resize(h[6]);
   r.e2e.resize(h[7]);
   r.e2e_sent.resize(h[8]);
-  return ReadAll(fd, r.ack.data(), h[6] * sizeof(int64_t)) &&
-         ReadAll(fd, r.e2e.data(), h[7] * sizeof(int64_t)) &&
-         ReadAll(fd, r.e2e_sent.data(), h[8] * sizeof(int64_t));
+  uint64_t codes = 0;
+  if (!ReadAll(fd, r.ack.data(), h[6] * sizeof(int64_t)) ||
+      !ReadAll(fd, r.e2e.data(), h[7] * sizeof(int64_t)) ||
+      !ReadAll(fd, r.e2e_sent.data(), h[8] * sizeof(int64_t)) || !ReadAll(fd, &codes, sizeof codes))
+    return false;
+  for (uint64_t i = 0; i < codes; ++i) {
+    uint64_t len = 0, n = 0;
+    std::string code;
+    if (!ReadAll(fd, &len, sizeof len) || len > 256) return false;
+    code.resize(len);
+    if (!ReadAll(fd, code.data(), len) || !ReadAll(fd, &n, sizeof n)) return false;
+    r.error_codes[code] += n;
+  }
+  return true;
 }
 
 // One worker's devices and its traffic rounds.
@@ -621,6 +641,7 @@ class Worker {
             }
           } else if (type == "error") {
             ++r.errors;
+            ++r.error_codes[std::string(Field(f, "code"))];
           }
         });
         s.in.erase(0, used);
@@ -719,6 +740,7 @@ class Fleet {
       RoundResult r;
       if (!ReadResult(k.from, r)) return false;
       total.sent += r.sent, total.acked += r.acked, total.errors += r.errors;
+      for (auto& [code, n] : r.error_codes) total.error_codes[code] += n;
       total.dup_or_reorder += r.dup_or_reorder, total.gaps += r.gaps, total.lost += r.lost;
       total.send_secs = std::max(total.send_secs, r.send_secs);
       total.ack.insert(total.ack.end(), r.ack.begin(), r.ack.end());
@@ -884,19 +906,27 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
         "store             %.0f level-0 tables, %.2f GB of pending compaction; commits stalled "
         "%.2f s\n",
         rep.store.level0_files, rep.store.pending_compaction_bytes / 1e9, rep.store_stall_s);
-    std::printf(
-        "audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu\n\n",
-        rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost, (unsigned long long)r.dup_or_reorder,
-        (unsigned long long)r.gaps, (unsigned long long)r.errors);
+    std::printf("audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu",
+                rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost,
+                (unsigned long long)r.dup_or_reorder, (unsigned long long)r.gaps,
+                (unsigned long long)r.errors);
+    const char* sep = " (";
+    for (auto& [code, n] : r.error_codes) {
+      std::printf("%s%s %llu", sep, code.c_str(), (unsigned long long)n);
+      sep = ", ";
+    }
+    std::printf("%s\n\n", r.error_codes.empty() ? "" : ")");
     std::fflush(stdout);
     reports.push_back(std::move(rep));
   }
   return reports;
 }
 
-json::object ByThread(const std::map<std::string, double>& m) {
+// A JSON object of `m`'s numbers: figures by thread, error frames by code.
+template <class Number>
+json::object ObjectOf(const std::map<std::string, Number>& m) {
   json::object o;
-  for (auto& [name, us] : m) o[name] = us;
+  for (auto& [name, n] : m) o[name] = n;
   return o;
 }
 
@@ -925,7 +955,7 @@ json::object ToJson(const RoundReport& rep) {
       {"e2e_p99_window_s", rep.e2e_windows.window_s},
       {"e2e_p99_by_window_ms", json::value_from(rep.e2e_windows.p99_ms)},
       {"server_cpu_us_per_msg", rep.cpu_us_per_msg},
-      {"server_cpu_us_per_msg_by_thread", ByThread(rep.cpu_by_thread)},
+      {"server_cpu_us_per_msg_by_thread", ObjectOf(rep.cpu_by_thread)},
       {"server_context_switches_per_msg", SwitchesJson(rep.switches)},
       {"server_context_switches_per_msg_by_thread", SwitchesByThread(rep.switches_by_thread)},
       {"load_generator_cpu_us_per_msg", rep.loadgen_us_per_msg},
@@ -936,6 +966,7 @@ json::object ToJson(const RoundReport& rep) {
       {"duplicate_or_reordered", r.dup_or_reorder},
       {"gaps", r.gaps},
       {"errors", r.errors},
+      {"error_codes", ObjectOf(r.error_codes)},
       {"audit_pass", rep.ok}};
   return o;
 }
