@@ -532,6 +532,8 @@ TEST_F(Pigeon, HealthReadinessAndMetrics) {
   EXPECT_GE(fdatasyncs, 1) << m.body;
   EXPECT_GE(flushes, 0) << m.body;
   EXPECT_GE(fdatasyncs + flushes, 6) << m.body;
+  EXPECT_GT(count("pigeon_store_disk_free_bytes"), 0) << m.body;
+  EXPECT_GE(count("pigeon_store_table_bytes"), 0) << m.body;
 }
 
 // The server reads a socket until a short read (edge-triggered). When the

@@ -85,6 +85,11 @@ Metrics::Metrics()
       store_write_stall_seconds(
           NewCounter(*registry_, "pigeon_store_write_stall_seconds_total",
                      "Time commits were slowed or stopped by the store's compaction debt")),
+      store_table_bytes(
+          NewGauge(*registry_, "pigeon_store_table_bytes",
+                   "Bytes of the store's table files (what a full compaction rewrites)")),
+      store_disk_free_bytes(NewGauge(*registry_, "pigeon_store_disk_free_bytes",
+                                     "Bytes free for pigeond on the data directory's file system")),
       store_wal_fdatasyncs(WalSyncs(*registry_).Add({{"method", "fdatasync"}})),
       store_wal_flushes(WalSyncs(*registry_).Add({{"method", "flush"}})),
       push_sent_family_(prometheus::BuildCounter()
@@ -120,6 +125,8 @@ void Metrics::Record(const StoreHealth& health) {
   store_pending_compaction_bytes.Set(static_cast<double>(health.pending_compaction_bytes));
   store_delayed_write_rate.Set(static_cast<double>(health.delayed_write_rate));
   store_writes_stopped.Set(health.writes_stopped ? 1 : 0);
+  store_table_bytes.Set(static_cast<double>(health.table_bytes));
+  store_disk_free_bytes.Set(static_cast<double>(health.disk_free_bytes));
   // The store counts from its opening, as the counter does.
   CatchUp(store_write_stall_seconds, static_cast<double>(health.write_stall_us) / 1e6);
   CatchUp(store_wal_fdatasyncs, static_cast<double>(health.wal_fdatasyncs));

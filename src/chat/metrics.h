@@ -56,6 +56,8 @@ class Metrics {
   prometheus::Gauge& store_delayed_write_rate;
   prometheus::Gauge& store_writes_stopped;
   prometheus::Counter& store_write_stall_seconds;
+  prometheus::Gauge& store_table_bytes;
+  prometheus::Gauge& store_disk_free_bytes;
   prometheus::Counter& store_wal_fdatasyncs;  // commits made durable by an fdatasync of the log
   prometheus::Counter& store_wal_flushes;     // ... by its pages' write and a cache flush
 

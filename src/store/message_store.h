@@ -80,6 +80,10 @@ struct StoreHealth {
   // pages and a flush of the disk's cache (RocksStore), since the process began.
   uint64_t wal_fdatasyncs = 0;
   uint64_t wal_flushes = 0;
+  // The store's table files, and the space left for more on its disk: a
+  // compaction writes its output before it deletes its input.
+  uint64_t table_bytes = 0;
+  uint64_t disk_free_bytes = 0;
 };
 
 struct Conversation {

@@ -342,20 +342,24 @@ TEST(RocksStoreBackground, FlushesAndCompactionsRunUnderSchedIdle) {
 
 // Health (on /metrics) shows whether flushes and compactions keep up. A fresh
 // store has no tables; reopening one flushes what its WAL held into level 0.
-TEST(RocksStoreBackground, HealthCountsTheTablesInLevelZero) {
+TEST(RocksStoreBackground, HealthCountsTheTablesAndTheFreeDisk) {
   RocksBackend backend;
   auto store = backend.Open();
   StoreHealth fresh = store->Health();
   EXPECT_EQ(fresh.level0_files, 0u);
+  EXPECT_EQ(fresh.table_bytes, 0u);
   EXPECT_EQ(fresh.delayed_write_rate, 0u);
   EXPECT_FALSE(fresh.writes_stopped);
+  EXPECT_GT(fresh.disk_free_bytes, 0u);
   std::vector<OpResult> rs;
   WriteOp op = op::CreateUser{"alice", "hash"};
   ASSERT_TRUE(store->Commit(std::span<WriteOp>(&op, 1), 1000, &rs).ok());
   EXPECT_EQ(store->Health().level0_files, 0u);  // still in the memtable
   store.reset();
   store = backend.Open();
-  EXPECT_GE(store->Health().level0_files, 1u);
+  StoreHealth reopened = store->Health();
+  EXPECT_GE(reopened.level0_files, 1u);
+  EXPECT_GT(reopened.table_bytes, 0u);  // the replayed log, flushed into a table
 }
 
 // Universal compaction is the default; a store written with levelled

@@ -11,6 +11,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
@@ -955,6 +956,9 @@ StoreHealth RocksStore::Health() {
     if (db_->GetIntProperty(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes,
                             &pending))
       h.pending_compaction_bytes += pending;
+    uint64_t tables = 0;
+    if (db_->GetIntProperty(family, rocksdb::DB::Properties::kLiveSstFilesSize, &tables))
+      h.table_bytes += tables;
   }
   uint64_t v = 0;
   if (db_->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &v))
@@ -965,6 +969,9 @@ StoreHealth RocksStore::Health() {
     if (auto it = stats.find("db.user_write_stall_micros"); it != stats.end())
       h.write_stall_us = static_cast<uint64_t>(std::strtod(it->second.c_str(), nullptr));
   }
+  struct statvfs disk {};
+  if (::statvfs(options_.path.c_str(), &disk) == 0)
+    h.disk_free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
   const WalSyncCounters& syncs = *WalSyncCountersFor(options_.wal_sync);
   h.wal_fdatasyncs = syncs.fdatasyncs.load(std::memory_order_relaxed);
   h.wal_flushes = syncs.flushes.load(std::memory_order_relaxed);
