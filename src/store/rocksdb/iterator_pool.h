@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace pigeon {
@@ -27,6 +28,7 @@ class IteratorPool {
   // A free slot for an iterator of at most kSlotBytes; any thread.
   void* Acquire() {
     std::lock_guard lock(mu_);
+    FreeParkedLocked();
     if (free_.empty()) {
       slots_.push_back(std::make_unique<Slot>());
       return slots_.back().get();
@@ -35,17 +37,21 @@ class IteratorPool {
     free_.pop_back();
     return slot;
   }
+  // Called from the destructor of the iterator in `slot`, which is still
+  // running: the compiler may write to the object after this returns (GCC's
+  // -fsanitize=vptr clears the vtable pointer once every base is destroyed).
+  // So the slot is parked until this thread's next call into the pool, which
+  // comes after that destructor has returned, and only then can another thread
+  // take it. A thread parks at most one slot.
   void Release(void* slot) {
     std::lock_guard lock(mu_);
-    free_.push_back(slot);
+    FreeParkedLocked();
+    parked_.push_back({std::this_thread::get_id(), slot});
   }
 
   // An iterator in a slot derives from this first: base classes are
   // destroyed last, in reverse order, so this hands the slot back only after
-  // the iterator's members and its RocksDB base are gone. (Released from the
-  // iterator's own destructor body, a slot was taken and filled by another
-  // thread while the rest of that destructor still wrote to it: a reader's
-  // iterator with a null vtable, found by the threaded memtable tests.)
+  // the iterator's members and its RocksDB base are gone.
   class Held {
    protected:
     Held(IteratorPool* pool, void* slot) : pool_(pool), slot_(slot) {}
@@ -68,9 +74,26 @@ class IteratorPool {
   }
 
  private:
+  struct Parked {
+    std::thread::id by;
+    void* slot;
+  };
+  // The slot this thread parked earlier is free now: its destructor returned.
+  void FreeParkedLocked() {
+    const auto self = std::this_thread::get_id();
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      if (it->by != self) continue;
+      free_.push_back(it->slot);
+      *it = parked_.back();
+      parked_.pop_back();
+      return;
+    }
+  }
+
   std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<void*> free_;
+  std::vector<Parked> parked_;  // released by a destructor that may still run
 };
 
 }  // namespace pigeon
