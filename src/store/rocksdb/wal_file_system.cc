@@ -17,6 +17,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace pigeon {
 namespace {
@@ -38,20 +39,15 @@ rocksdb::IOStatus IoError(const char* what, int err) {
   return rocksdb::IOStatus::IOError(what, std::strerror(err));
 }
 
-// The open kFlushBarrier of one directory: fdatasync of it flushes the disk.
+// An open, empty file beside the WALs: fdatasync of it flushes the disk.
 class FlushBarrier {
  public:
-  // nullptr if it cannot be created and opened.
-  static std::shared_ptr<FlushBarrier> Open(const std::string& dir) {
-    int fd = ::open((dir + "/" + kFlushBarrier).c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return nullptr;
-    return std::make_shared<FlushBarrier>(fd);
-  }
-  explicit FlushBarrier(int fd) : fd_(fd) {}
+  FlushBarrier(int fd, ino_t ino) : fd_(fd), ino_(ino) {}
   ~FlushBarrier() { ::close(fd_); }
   FlushBarrier(const FlushBarrier&) = delete;
   FlushBarrier& operator=(const FlushBarrier&) = delete;
 
+  ino_t ino() const { return ino_; }
   rocksdb::IOStatus Flush() const {
     if (::fdatasync(fd_) != 0) return IoError("flush barrier", errno);
     return rocksdb::IOStatus::OK();
@@ -59,6 +55,68 @@ class FlushBarrier {
 
  private:
   int fd_;
+  ino_t ino_;
+};
+
+// Opens (creating it if need be) `path`; null on failure.
+std::shared_ptr<FlushBarrier> OpenBarrier(const std::string& path, int flags = 0) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | flags, 0644);
+  struct stat st {};
+  if (fd < 0) return nullptr;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return nullptr;
+  }
+  return std::make_shared<FlushBarrier>(fd, st.st_ino);
+}
+
+// The two barriers of one directory, in different blocks of the inode table,
+// so that a WAL can always use one that does not share its block.
+struct BarrierPair {
+  std::shared_ptr<const FlushBarrier> first, second;
+  uint64_t block_bytes = 4096;
+
+  // Null if the directory has none. ext4 without a journal writes an fsynced
+  // inode's table block when it is dirty, and a WAL's block is dirty after
+  // nearly every write (its mtime): a barrier sharing it would write it too.
+  std::shared_ptr<const FlushBarrier> For(ino_t wal) const {
+    if (!first || !second) return nullptr;
+    return MayShareInodeBlock(first->ino(), wal, block_bytes) ? second : first;
+  }
+
+  static BarrierPair Open(const std::string& dir) {
+    BarrierPair pair;
+    struct statfs fs {};
+    if (::statfs(dir.c_str(), &fs) == 0 && fs.f_bsize > 0)
+      pair.block_bytes = static_cast<uint64_t>(fs.f_bsize);
+    pair.first = OpenBarrier(dir + "/" + kFlushBarrier);
+    if (!pair.first) return {};
+    const std::string second = dir + "/" + kFlushBarrier + "-2";
+    if (auto kept = OpenBarrier(second);
+        kept && !MayShareInodeBlock(pair.first->ino(), kept->ino(), pair.block_bytes)) {
+      pair.second = std::move(kept);
+      return pair;
+    }
+    // New files take the lowest free inodes: create them until one lies in
+    // another block, holding the rejected ones open (and their inodes taken)
+    // meanwhile.
+    ::unlink(second.c_str());
+    std::vector<std::shared_ptr<FlushBarrier>> rejected;
+    const std::string trial = second + ".new";
+    for (int i = 0; i < 256 && !pair.second; ++i) {
+      ::unlink(trial.c_str());
+      auto candidate = OpenBarrier(trial, O_EXCL);
+      if (!candidate) break;
+      if (MayShareInodeBlock(pair.first->ino(), candidate->ino(), pair.block_bytes)) {
+        rejected.push_back(std::move(candidate));
+        continue;
+      }
+      if (::rename(trial.c_str(), second.c_str()) == 0) pair.second = std::move(candidate);
+    }
+    ::unlink(trial.c_str());
+    if (!pair.second) return {};
+    return pair;
+  }
 };
 
 // A WAL file that keeps zeros written ahead of its end. Before an append
@@ -202,34 +260,36 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
     if (fd >= 0) {
       // ext4 journals the data of a file with the j attribute (chattr +j).
       int flags = 0;
+      struct stat st {};
       std::shared_ptr<const FlushBarrier> barrier;
-      if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_JOURNAL_DATA_FL))
-        barrier = BarrierFor(name);
+      if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_JOURNAL_DATA_FL) &&
+          ::fstat(fd, &st) == 0)
+        barrier = BarrierFor(name, st.st_ino);
       *file = std::make_unique<ZeroAheadWal>(std::move(*file), fd, std::move(barrier), counters_);
     }
     return s;
   }
 
  private:
-  // The flush barrier of the WAL `name`'s directory, or null where a commit
-  // needs an fdatasync. The last directory's is kept: a store has one.
-  std::shared_ptr<const FlushBarrier> BarrierFor(const std::string& name) {
+  // The flush barrier for the WAL `name` (inode `ino`), or null where a
+  // commit needs an fdatasync. The last directory's are kept: a store has one.
+  std::shared_ptr<const FlushBarrier> BarrierFor(const std::string& name, ino_t ino) {
     if (sync_ != WalSync::kAuto) return nullptr;
     auto slash = name.rfind('/');
     std::string dir = slash == std::string::npos ? "." : name.substr(0, slash);
     std::lock_guard lock(mu_);
     if (dir != barrier_dir_) {
       barrier_dir_ = dir;
-      barrier_ = FlushBarrierIsSafeIn(dir) ? FlushBarrier::Open(dir) : nullptr;
+      barriers_ = FlushBarrierIsSafeIn(dir) ? BarrierPair::Open(dir) : BarrierPair{};
     }
-    return barrier_;
+    return barriers_.For(ino);
   }
 
   const WalSync sync_;
   const std::shared_ptr<WalSyncCounters> counters_;
   std::mutex mu_;
   std::string barrier_dir_;
-  std::shared_ptr<const FlushBarrier> barrier_;
+  BarrierPair barriers_;
 };
 
 }  // namespace
@@ -238,6 +298,12 @@ std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(std::shared_ptr<rocksdb::F
                                                       WalSync sync,
                                                       std::shared_ptr<WalSyncCounters> counters) {
   return std::make_shared<WalFileSystem>(std::move(base), sync, std::move(counters));
+}
+
+bool MayShareInodeBlock(ino_t a, ino_t b, uint64_t block_bytes) {
+  // Inodes are numbered from 1 and take at least 128 bytes of the table.
+  const uint64_t per_block = std::max<uint64_t>(block_bytes / 128, 1);
+  return (a - 1) / per_block == (b - 1) / per_block;
 }
 
 bool MountOptionsHave(std::string_view mountinfo, dev_t dev, std::string_view option) {

@@ -55,7 +55,11 @@ inline constexpr uint64_t kWalZeroAhead = 512 << 10;
 // A WAL file grows by preallocations of at most this much.
 inline constexpr uint64_t kWalPreallocation = 1 << 20;
 
-// The empty file, in each WAL directory, whose fdatasync flushes the disk (3.).
+// The empty files, in each WAL directory, whose fdatasync flushes the disk
+// (3.): kFlushBarrier, and kFlushBarrier + "-2", whose inode lies in another
+// block of the inode table. A WAL uses the one that does not share its own
+// inode's block: ext4 without a journal writes an fsynced inode's table block
+// when it is dirty, and the WAL's mtime dirties its block in most commits.
 inline constexpr const char* kFlushBarrier = "FLUSH-BARRIER";
 
 enum class WalSync {
@@ -77,6 +81,9 @@ std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(
 
 // Whether 3. is safe in `dir`: ext4 mounted without data=journal, or XFS.
 bool FlushBarrierIsSafeIn(const std::string& dir);
+// Whether inodes `a` and `b` may lie in one block (of `block_bytes`) of the
+// inode table, for inodes of at least 128 bytes (exposed for tests).
+bool MayShareInodeBlock(ino_t a, ino_t b, uint64_t block_bytes);
 // Whether the super block options of the file system on device `dev`, in
 // /proc/self/mountinfo's text, include `option` (exposed for tests).
 bool MountOptionsHave(std::string_view mountinfo, dev_t dev, std::string_view option);

@@ -187,9 +187,15 @@ TEST_F(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead
   for (int i = 0; i < 20; ++i) wal.Commit(1000);
   EXPECT_EQ(wal.fdatasyncs(), 1u);
   EXPECT_EQ(wal.flushes(), 20u);
-  struct stat st {};
+  // Two empty barriers, whose inodes lie in different blocks of the inode
+  // table: a WAL flushes through the one that does not share its block.
+  struct stat st {
+  }, second{};
   ASSERT_EQ(::stat((dir_ + "/" + kFlushBarrier).c_str(), &st), 0);
+  ASSERT_EQ(::stat((dir_ + "/" + kFlushBarrier + "-2").c_str(), &second), 0);
   EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(second.st_size, 0);
+  EXPECT_FALSE(MayShareInodeBlock(st.st_ino, second.st_ino, 4096));
   // Past them, each commit that writes more zeros ahead gets an fdatasync, and
   // only those: one per kWalZeroAhead / 2 of log.
   const uint64_t commits = 3 * kWalZeroAhead / 1000;
@@ -224,6 +230,16 @@ TEST(WalFlushBarrier, IsNotUsedWhereExt4JournalsFileData) {
   EXPECT_FALSE(MountOptionsHave(mountinfo, makedev(254, 32), "data=journal"));
   EXPECT_FALSE(MountOptionsHave(mountinfo, makedev(8, 1), "data=journal"));
   EXPECT_TRUE(MountOptionsHave(mountinfo, makedev(254, 0), "rw"));
+}
+
+TEST(WalFlushBarrier, KnowsWhichInodesMayShareABlockOfTheTable) {
+  // 4 KiB blocks of inodes of at least 128 bytes: inodes 1-32, 33-64, ...
+  EXPECT_TRUE(MayShareInodeBlock(1, 32, 4096));
+  EXPECT_TRUE(MayShareInodeBlock(40, 33, 4096));
+  EXPECT_FALSE(MayShareInodeBlock(32, 33, 4096));
+  EXPECT_FALSE(MayShareInodeBlock(10961025, 10961057, 4096));
+  EXPECT_TRUE(MayShareInodeBlock(10961026, 10961032, 4096));  // seen: a WAL and its barrier
+  EXPECT_FALSE(MayShareInodeBlock(8, 9, 1024));
 }
 
 TEST(WalFlushBarrier, IsNotUsedOnOtherFileSystems) {
