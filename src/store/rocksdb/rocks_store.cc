@@ -221,21 +221,19 @@ rocksdb::Env* MakeStoreEnv(WalSync sync, std::shared_ptr<WalSyncCounters> counte
   return env;
 }
 
-// The WAL syncs of the stores opened with `sync`, in this process.
-const std::shared_ptr<WalSyncCounters>& WalSyncCountersFor(WalSync sync) {
-  static const auto auto_sync = std::make_shared<WalSyncCounters>();
-  static const auto fdatasync = std::make_shared<WalSyncCounters>();
-  return sync == WalSync::kAuto ? auto_sync : fdatasync;
-}
+// What the stores opened with one WAL sync share in this process: the Env
+// (its file system) and the count of its WAL syncs.
+struct StoreEnvOf {
+  explicit StoreEnvOf(WalSync sync) : env(MakeStoreEnv(sync, counters)) {}
+  const std::shared_ptr<WalSyncCounters> counters = std::make_shared<WalSyncCounters>();
+  rocksdb::Env* const env;
+};
 
-rocksdb::Env* StoreEnv(WalSync sync) {
-  // One for each WAL sync of the process, never destroyed: stores may close
-  // during exit.
-  static rocksdb::Env* const auto_sync =
-      MakeStoreEnv(WalSync::kAuto, WalSyncCountersFor(WalSync::kAuto));
-  static rocksdb::Env* const fdatasync =
-      MakeStoreEnv(WalSync::kFdatasync, WalSyncCountersFor(WalSync::kFdatasync));
-  return sync == WalSync::kAuto ? auto_sync : fdatasync;
+const StoreEnvOf& StoreEnv(WalSync sync) {
+  // One for each WAL sync, never destroyed: stores may close during exit.
+  static const StoreEnvOf* const auto_sync = new StoreEnvOf(WalSync::kAuto);
+  static const StoreEnvOf* const fdatasync = new StoreEnvOf(WalSync::kFdatasync);
+  return sync == WalSync::kAuto ? *auto_sync : *fdatasync;
 }
 
 Status Corrupt(std::string_view what) {
@@ -281,7 +279,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_total_wal_size = 256 << 20;
-  o.env = StoreEnv(options.wal_sync);
+  o.env = StoreEnv(options.wal_sync).env;
   // Obsolete WAL and table files are deleted in 1 MiB slices, at most 128 MB/s
   // (RocksDB's DeleteScheduler: rename to *.trash, truncate, unlink). One
   // unlink of a flushed 74 MB WAL file made the disk discard all of it at once
@@ -972,7 +970,7 @@ StoreHealth RocksStore::Health() {
   struct statvfs disk {};
   if (::statvfs(options_.path.c_str(), &disk) == 0)
     h.disk_free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
-  const WalSyncCounters& syncs = *WalSyncCountersFor(options_.wal_sync);
+  const WalSyncCounters& syncs = *StoreEnv(options_.wal_sync).counters;
   h.wal_fdatasyncs = syncs.fdatasyncs.load(std::memory_order_relaxed);
   h.wal_flushes = syncs.flushes.load(std::memory_order_relaxed);
   return h;
