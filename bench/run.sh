@@ -18,6 +18,8 @@ B="$BUILD/pigeon-bench"
 "$BUILD/micro_bench" --benchmark_min_time=0.5 --benchmark_out="$OUT/micro.json" --benchmark_out_format=json
 for run in $(seq "$RUNS"); do
   "$B" --json "$OUT/steady-$run.json" steady --rates 5000,10000,15000,20000,25000,30000,40000,50000 --duration 5
+  # The same load on the reference relay right after: the run's own yardstick for the CPU line.
+  "$B" --relay --json "$OUT/relay-$run.json" steady --rates 5000,10000 --duration 5
   "$B" --json "$OUT/paced-$run.json" steady --pace --rates 5000,10000,25000 --duration 5
   "$B" --json "$OUT/burst-$run.json" burst --messages 20
   "$B" --json "$OUT/catchup-$run.json" catchup --messages 10000

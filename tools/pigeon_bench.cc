@@ -46,6 +46,7 @@
 #include <thread>
 
 #include "client/pigeon_client.h"
+#include "reference_relay.h"
 
 namespace pigeon::bench {
 namespace json = boost::json;
@@ -337,12 +338,53 @@ std::vector<Account> SignUpUsers(uint16_t port, int n, const std::string& prefix
   return out;
 }
 
-// The server under test: our own (seeded before it starts) or a running one.
+// The server under test: our own (seeded before it starts), the reference
+// relay (--relay), or a running one.
 struct Target {
   std::unique_ptr<TestServer> own;
   uint16_t port = 0;
   pid_t pid = 0;
+  pid_t relay_pid = 0;
   std::vector<Account> seeded;
+
+  Target() = default;
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+  ~Target() { StopRelay(); }
+
+  // Forks the reference relay (tools/reference_relay.h) on a free port below
+  // 32768, with `users` accounts (the relay has none: a token is a user id).
+  void StartRelay(int users) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    std::mt19937 rng(static_cast<unsigned>(NowNs()) ^ static_cast<unsigned>(::getpid()));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int attempt = 0;; ++attempt) {
+      port = static_cast<uint16_t>(20000 + rng() % 12000);
+      a.sin_port = htons(port);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) break;
+      if (attempt == 50) throw std::runtime_error("no free port for the relay");
+    }
+    if (::listen(fd, 4096) != 0) throw std::runtime_error("relay: listen failed");
+    std::fflush(nullptr);
+    relay_pid = ::fork();
+    if (relay_pid < 0) throw std::runtime_error("relay: fork failed");
+    if (relay_pid == 0) RunReferenceRelay(fd);
+    ::close(fd);
+    pid = relay_pid;
+    for (int i = 0; i < users; ++i) seeded.push_back({RelayUserId(i), RelayUserId(i), "relay"});
+    std::fprintf(stderr, "reference relay (bare, non-durable, one thread) on port %u, pid %d\n",
+                 port, static_cast<int>(relay_pid));
+  }
+  void StopRelay() {
+    if (relay_pid <= 0) return;
+    ::kill(relay_pid, SIGKILL);
+    ::waitpid(relay_pid, nullptr, 0);
+    relay_pid = 0;
+  }
 
   // Our own server gets `users` seeded accounts (bench-0..) before it starts.
   void StartOwn(int users, const std::vector<std::string>& extra) {
@@ -360,7 +402,7 @@ struct Target {
     pid = own->pid();
   }
   std::vector<Account> Users(int n, const std::string& prefix) {
-    if (own) {
+    if (own || relay_pid > 0) {
       if (static_cast<int>(seeded.size()) < n) throw std::logic_error("too few seeded users");
       return {seeded.begin(), seeded.begin() + n};
     }
@@ -417,6 +459,7 @@ struct Plan {
   // sends what is due whenever it wakes: on a frame from the server, or after
   // 1 ms. Then its sends bunch up right after each commit's acks arrive.
   bool pace = false;
+  bool relay = false;  // the server is the reference relay: no store to read
 };
 
 struct Round {
@@ -841,7 +884,7 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
     const auto cpu0 = CpuSnapshot::Take(pid, fleet);
-    const StoreDebt debt0 = StoreDebt::Read(plan.port);
+    const StoreDebt debt0 = plan.relay ? StoreDebt{} : StoreDebt::Read(plan.port);
     int64_t t0 = NowNs();
     fleet.Go();
     std::optional<CpuSnapshot> cpu1;
@@ -855,7 +898,7 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     rep.round = round;
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
     if (!cpu1) cpu1 = CpuSnapshot::Take(pid, fleet);
-    rep.store = StoreDebt::Read(plan.port);
+    rep.store = plan.relay ? StoreDebt{} : StoreDebt::Read(plan.port);
     rep.store_stall_s = rep.store.write_stall_s - debt0.write_stall_s;
     auto& r = rep.result;
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
@@ -902,10 +945,11 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
       std::printf("; %s %.2f+%.2f", name.c_str(), sw.voluntary, sw.involuntary);
     std::printf("\nload generator    %.1f us of CPU per message (its %d processes)\n",
                 rep.loadgen_us_per_msg, plan.procs);
-    std::printf(
-        "store             %.0f level-0 tables, %.2f GB of pending compaction; commits stalled "
-        "%.2f s\n",
-        rep.store.level0_files, rep.store.pending_compaction_bytes / 1e9, rep.store_stall_s);
+    if (!plan.relay)
+      std::printf(
+          "store             %.0f level-0 tables, %.2f GB of pending compaction; commits stalled "
+          "%.2f s\n",
+          rep.store.level0_files, rep.store.pending_compaction_bytes / 1e9, rep.store_stall_s);
     std::printf("audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu",
                 rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost,
                 (unsigned long long)r.dup_or_reorder, (unsigned long long)r.gaps,
@@ -1068,6 +1112,7 @@ Plan MakePlan(Target& t, int nusers, int body, int procs, bool pace = false) {
   plan.body_bytes = body;
   plan.procs = procs;
   plan.pace = pace;
+  plan.relay = t.relay_pid > 0;
   return plan;
 }
 
@@ -1086,6 +1131,7 @@ int Traffic(Target& t, const Plan& plan, const std::vector<Round>& rounds, const
   if (!rounds.empty() && !rounds[0].burst && rounds.size() > 1)
     std::printf("highest offered rate with e2e p99 < 50 ms (audited): %.0f msg/s\n", best);
   report = {{"scenario", scenario},
+            {"server", plan.relay ? "reference relay" : "pigeond"},
             {"users", plan.users.size()},
             {"procs", plan.procs},
             {"body_bytes", plan.body_bytes},
@@ -1436,6 +1482,11 @@ int main(int argc, char** argv) {
   app.add_option("--procs", procs, "load generator processes (each from its own 127.0.0.x)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  bool relay = false;
+  app.add_flag("--relay", relay,
+               "measure the reference relay instead of pigeond (steady and burst only): bare, "
+               "non-durable, one thread (tools/reference_relay.h), under the same load; this "
+               "machine's floor in the same run, for the budget's ratios");
   app.add_option("--server-arg", server_args,
                  "passed to the pigeond it starts, e.g. --server-arg=--commit-delay-us=500");
   int sockets = 5000;
@@ -1482,7 +1533,13 @@ int main(int argc, char** argv) {
   json::object report;
   int rc;
   try {
-    if (port == 0) {
+    if (relay) {
+      if (port != 0 || !server_args.empty() || !(steady->parsed() || burst->parsed())) {
+        std::cerr << "--relay goes with steady or burst, and neither --port nor --server-arg\n";
+        return 2;
+      }
+      target.StartRelay(users + users % 2);
+    } else if (port == 0) {
       int need = idle->parsed()      ? sockets
                  : catchup->parsed() ? 2
                  : storm->parsed()   ? storm_users + storm_users % 2
