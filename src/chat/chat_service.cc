@@ -216,8 +216,7 @@ void ChatService::RouteReceipts(const ReceiptsResult& result) {
     for (auto& d : rr.fanout) {
       if (!presence_.IsOnline(d.user_id)) continue;
       e.pos = d.pos;
-      bus_.PublishFeedEntry(d.user_id, d.pos,
-                            std::make_shared<const std::string>(FeedEntryJson(e)));
+      bus_.PublishFeedEntry(d.user_id, d.pos, SharedFrame(FeedEntryJson(e)));
     }
   }
 }
@@ -231,19 +230,26 @@ std::string ChatService::MessageJson(const StoredMessage& m, std::optional<FeedP
 
 void ChatService::Route(const AppendResult& r) {
   auto& m = r.message;
-  auto prefix = MessageFramePrefix({m.conversation_id, m.seq, m.sender, m.body, m.ts});
+  // Each recipient's frame is the shared prefix and its own cursor, made in
+  // this thread's scratch text and copied once into its SharedFrame.
+  thread_local std::string text;
+  text.clear();
+  AppendMessageFramePrefix(text, {m.conversation_id, m.seq, m.sender, m.body, m.ts});
+  const size_t prefix = text.size();
   for (auto& d : r.fanout) {
     if (!presence_.IsOnline(d.user_id)) continue;  // it waits in the feed
-    bus_.PublishFeedEntry(d.user_id, d.pos,
-                          std::make_shared<const std::string>(FinishMessage(prefix, d.pos)));
+    text.resize(prefix);
+    AppendMessageEnd(text, d.pos);
+    bus_.PublishFeedEntry(d.user_id, d.pos, SharedFrame(text));
   }
+  if (text.capacity() > (64 << 10)) std::string().swap(text);  // after a large body
 }
 
 void ChatService::RelayTyping(const std::string& user, const Conversation& conv, bool composing) {
   std::string frame = R"({"type":"typing","conversation_id":")";
   frame.append(conv.id).append(R"(","user":")").append(user);
   frame.append(composing ? R"(","state":"composing"})" : R"(","state":"paused"})");
-  auto shared = std::make_shared<const std::string>(std::move(frame));
+  SharedFrame shared(frame);
   for (auto& m : conv.members)
     if (m != user) bus_.PublishEphemeral(m, shared);
 }

@@ -29,11 +29,11 @@ struct RecordingSink : DeliverySink {
   std::vector<std::pair<std::string, std::string>> closed;
   void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override {
     std::lock_guard l(mu);
-    entries.push_back({user, pos, *frame});
+    entries.push_back({user, pos, std::string(*frame)});
   }
   void DeliverEphemeral(const std::string& user, SharedFrame frame) override {
     std::lock_guard l(mu);
-    entries.push_back({user, 0, *frame});
+    entries.push_back({user, 0, std::string(*frame)});
   }
   void CloseDevice(const std::string& user, const std::string& device, uint16_t) override {
     std::lock_guard l(mu);

@@ -311,7 +311,11 @@ void Connection::OnText(std::string_view text) {
         if (self->phase_ != Phase::kWebSocket) return;
         if (!o.status.ok())
           return self->SendError(o.status.code(), o.status.message(), o.client_msg_id);
-        self->SendText(AckFrame(o.client_msg_id, o.conversation_id, o.seq, o.ts));
+        // In this thread's scratch text: an ack allocates nothing of its own.
+        thread_local std::string ack_text;
+        ack_text.clear();
+        AppendAckFrame(ack_text, o.client_msg_id, o.conversation_id, o.seq, o.ts);
+        self->SendText(ack_text);
       };
       static_assert(Task::FitsInPlace<decltype(ack)>(), "an ack's hand-off allocates");
       self->thread_.Post(std::move(ack));
@@ -535,8 +539,8 @@ void Connection::RequestCatchUpPage() {
           has_more = true;
           break;
         }
-        auto frame = std::make_shared<const std::string>(ChatService::FeedEntryJson(e));
-        bytes += frame->size();
+        SharedFrame frame(ChatService::FeedEntryJson(e));
+        bytes += frame.view().size();
         v.emplace_back(e.pos, std::move(frame));
       }
       frames = std::move(v);

@@ -73,10 +73,15 @@ struct MessageView {
 // `{"type":"message",...,"ts":N` without the closing brace: the part shared by
 // every member's copy. Close it with FinishMessage (with a cursor) or "}".
 std::string MessageFramePrefix(const MessageView& m);
+void AppendMessageFramePrefix(std::string& out, const MessageView& m);
 // prefix + ,"cursor":"..."}
 std::string FinishMessage(std::string_view prefix, FeedPos pos);
+// Appends ,"cursor":"..."} to a prefix.
+void AppendMessageEnd(std::string& out, FeedPos pos);
 std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,
                      int64_t ts);
+void AppendAckFrame(std::string& out, std::string_view client_msg_id,
+                    std::string_view conversation_id, uint64_t seq, int64_t ts);
 // status: "delivered" or "read".
 std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
                          std::string_view status, uint64_t seq, int64_t ts, FeedPos cursor);

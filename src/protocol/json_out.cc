@@ -61,6 +61,11 @@ std::string HttpErrorBody(ErrorCode code, std::string_view message) {
 std::string MessageFramePrefix(const MessageView& m) {
   std::string out;
   out.reserve(m.body.size() + m.conversation_id.size() * 2 + m.sender.size() + 160);
+  AppendMessageFramePrefix(out, m);
+  return out;
+}
+
+void AppendMessageFramePrefix(std::string& out, const MessageView& m) {
   out.append(R"({"type":"message","conversation_id":")");
   out.append(m.conversation_id);  // server-made: hex, needs no escaping
   out.append(R"(","server_msg_id":")");
@@ -73,23 +78,32 @@ std::string MessageFramePrefix(const MessageView& m) {
   AppendJsonString(out, m.body);
   out.append(R"(,"ts":)");
   AppendDecimal(out, m.ts);
-  return out;
 }
 
 std::string FinishMessage(std::string_view prefix, FeedPos pos) {
   std::string out;
   out.reserve(prefix.size() + 32);
   out.append(prefix);
+  AppendMessageEnd(out, pos);
+  return out;
+}
+
+void AppendMessageEnd(std::string& out, FeedPos pos) {
   out.append(R"(,"cursor":")");
   AppendCursor(out, pos);
   out.append("\"}");
-  return out;
 }
 
 std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,
                      int64_t ts) {
   std::string out;
   out.reserve(client_msg_id.size() + conversation_id.size() * 2 + 128);
+  AppendAckFrame(out, client_msg_id, conversation_id, seq, ts);
+  return out;
+}
+
+void AppendAckFrame(std::string& out, std::string_view client_msg_id,
+                    std::string_view conversation_id, uint64_t seq, int64_t ts) {
   out.append(R"({"type":"ack","client_msg_id":)");
   AppendJsonString(out, client_msg_id);
   out.append(R"(,"conversation_id":")");
@@ -101,7 +115,6 @@ std::string AckFrame(std::string_view client_msg_id, std::string_view conversati
   out.append(R"(,"ts":)");
   AppendDecimal(out, ts);
   out.push_back('}');
-  return out;
 }
 
 std::string ReceiptFrame(std::string_view conversation_id, std::string_view user,
