@@ -46,6 +46,7 @@
 #include <thread>
 
 #include "client/pigeon_client.h"
+#include "flat_json.h"
 #include "reference_relay.h"
 
 namespace pigeon::bench {
@@ -227,26 +228,7 @@ void PrintTimeline(const Timeline& t, double over_ms) {
       sorted.size(), over_ms);
 }
 
-// ---- frames without a JSON tree: the server's frames have a fixed shape ----------------
-
-// The raw text of "key": a string's contents (no unescaping) or a number.
-std::string_view Field(std::string_view frame, std::string_view key) {
-  char pat[48];
-  if (key.size() + 4 > sizeof(pat)) return {};
-  pat[0] = '"';
-  std::memcpy(pat + 1, key.data(), key.size());
-  pat[key.size() + 1] = '"';
-  pat[key.size() + 2] = ':';
-  auto p = frame.find(std::string_view(pat, key.size() + 3));
-  if (p == std::string_view::npos) return {};
-  p += key.size() + 3;
-  if (p < frame.size() && frame[p] == '"') {
-    auto e = frame.find('"', p + 1);
-    return e == std::string_view::npos ? std::string_view{} : frame.substr(p + 1, e - p - 1);
-  }
-  auto e = frame.find_first_of(",}", p);
-  return frame.substr(p, e == std::string_view::npos ? std::string_view::npos : e - p);
-}
+// ---- frames without a JSON tree: the server's frames have a fixed shape (Field: flat_json.h)
 
 int64_t ToInt(std::string_view s) {
   int64_t v = 0;

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "flat_json.h"
 #include "protocol/ws_codec.h"
 
 namespace pigeon::bench {
@@ -43,29 +44,20 @@ struct Conversation {
   uint64_t seq = 0;
 };
 
-// The value of "key" in a flat JSON object, as written (strings without their
-// quotes, escapes left as they are). Enough for pigeon-bench's own frames.
-std::string_view Field(std::string_view text, std::string_view key) {
-  std::string pat = "\"" + std::string(key) + "\":";
-  auto p = text.find(pat);
-  if (p == std::string_view::npos) return {};
-  p += pat.size();
-  if (p < text.size() && text[p] == '"') {
-    auto e = text.find('"', p + 1);
-    while (e != std::string_view::npos && text[e - 1] == '\\') e = text.find('"', e + 1);
-    return e == std::string_view::npos ? std::string_view{} : text.substr(p + 1, e - p - 1);
-  }
-  auto e = text.find_first_of(",}", p);
-  return text.substr(p, e == std::string_view::npos ? std::string_view::npos : e - p);
-}
+// Lets a conversation be found by a string_view into the frame (no copy per send).
+struct Hash : std::hash<std::string_view> {
+  using is_transparent = void;
+};
 
 // The value of an HTTP header, by its exact name (pigeon-bench's spelling).
 std::string_view Header(std::string_view head, std::string_view name) {
-  std::string pat = "\r\n" + std::string(name) + ": ";
-  auto p = head.find(pat);
-  if (p == std::string_view::npos) return {};
-  p += pat.size();
-  return head.substr(p, head.find("\r\n", p) - p);
+  for (auto p = head.find(name); p != std::string_view::npos; p = head.find(name, p + 1)) {
+    if (p < 2 || head.substr(p - 2, 2) != "\r\n" || head.substr(p + name.size(), 2) != ": ")
+      continue;
+    p += name.size() + 2;
+    return head.substr(p, head.find("\r\n", p) - p);
+  }
+  return {};
 }
 
 int64_t WallMs() {
@@ -220,7 +212,7 @@ class Relay {
     if (type != "send") return;
     auto conv_id = Field(f, "conversation_id");
     auto client_msg_id = Field(f, "client_msg_id");
-    auto it = conversations_.find(std::string(conv_id));
+    auto it = conversations_.find(conv_id);
     if (it == conversations_.end() || (it->second.a != c->user && it->second.b != c->user)) {
       frame_.assign(R"({"type":"error","code":"not_found","client_msg_id":")")
           .append(client_msg_id)
@@ -314,7 +306,7 @@ class Relay {
   int ep_;
   std::vector<std::unique_ptr<Conn>> conns_ = std::vector<std::unique_ptr<Conn>>(1024);
   std::unordered_map<std::string, std::vector<Conn*>> online_;
-  std::unordered_map<std::string, Conversation> conversations_;
+  std::unordered_map<std::string, Conversation, Hash, std::equal_to<>> conversations_;
   std::vector<Conn*> dirty_;
   std::vector<std::unique_ptr<Conn>> closed_;
   std::string frame_;
