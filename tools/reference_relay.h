@@ -3,9 +3,9 @@
 //
 // The budget's CPU line was set from non-durable relays measured on a
 // reference day (uWebSockets 34 µs per message at 5,000/s; a bare C++ relay
-// 17-21 µs, ../shared/STACK.md). This machine's speed drifts by a third from
-// one day to the next, so an absolute figure alone cannot say whether pigeond
-// meets the line or the day was fast. `pigeon-bench --relay` drives this relay
+// 17-21 µs, ../shared/STACK.md). This machine's speed moves by half within
+// an hour (its host is shared), so an absolute figure alone cannot say whether
+// pigeond meets the line or the hour was fast. `pigeon-bench --relay` drives this relay
 // with the very load it drives pigeond with; the ratio of the two is the
 // comparison that does not drift.
 //
