@@ -11,7 +11,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,12 +18,13 @@
 #include <vector>
 
 #include "flat_json.h"
+#include "gateway/http_parse.h"
 #include "protocol/ws_codec.h"
 
 namespace pigeon::bench {
 namespace {
 
-constexpr size_t kMaxRequest = 16 << 10;   // an HTTP request's head and body
+constexpr size_t kMaxRequest = 16 << 10;   // an HTTP request's head, and its body
 constexpr size_t kMaxMessage = 256 << 10;  // a WebSocket message
 
 struct Conn {
@@ -36,6 +36,7 @@ struct Conn {
   bool writable_wait = false;  // EPOLLOUT is on
   std::string user;
   std::string in, out;
+  HttpRequestParser http{kMaxRequest, kMaxRequest};  // pigeond's own (gateway/http_parse.h)
   ws::FrameReader reader{kMaxMessage, /*server_role=*/true};
 };
 
@@ -48,17 +49,6 @@ struct Conversation {
 struct Hash : std::hash<std::string_view> {
   using is_transparent = void;
 };
-
-// The value of an HTTP header, by its exact name (pigeon-bench's spelling).
-std::string_view Header(std::string_view head, std::string_view name) {
-  for (auto p = head.find(name); p != std::string_view::npos; p = head.find(name, p + 1)) {
-    if (p < 2 || head.substr(p - 2, 2) != "\r\n" || head.substr(p + name.size(), 2) != ": ")
-      continue;
-    p += name.size() + 2;
-    return head.substr(p, head.find("\r\n", p) - p);
-  }
-  return {};
-}
 
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -135,36 +125,30 @@ class Relay {
   }
 
   void HandleHttp(Conn* c) {
-    auto end = c->in.find("\r\n\r\n");
-    if (end == std::string::npos) {
-      if (c->in.size() > kMaxRequest) Respond(c, 431, R"({"error":"request too large"})");
-      return;
-    }
-    std::string_view head(c->in.data(), end + 2);
-    size_t body_len =
-        std::strtoul(std::string(Header(head, "Content-Length")).c_str(), nullptr, 10);
-    if (body_len > kMaxRequest) return Respond(c, 413, R"({"error":"body too large"})");
-    if (c->in.size() < end + 4 + body_len) return;  // the body is still coming
-    std::string_view body(c->in.data() + end + 4, body_len);
-    std::string_view line = head.substr(0, head.find("\r\n"));
-    std::string_view auth = Header(head, "Authorization");
+    HttpRequestParser::State state;
+    std::string error;
+    c->in.erase(0, c->http.Put(c->in.data(), c->in.size(), &state, &error));
+    if (state == HttpRequestParser::State::kNeedMore) return;
+    if (state == HttpRequestParser::State::kError)
+      return Respond(c, c->http.body_too_large() ? 413 : 400, R"({"error":"bad request"})");
+    HttpRequest req = c->http.Take();
+    std::string_view auth = req.authorization;
     std::string user = auth.starts_with("Bearer ") ? std::string(auth.substr(7)) : std::string();
-    if (line.starts_with("GET /api/v1/ws")) {
-      std::string_view key = Header(head, "Sec-WebSocket-Key");
-      if (user.empty() || key.empty()) return Respond(c, 401, R"({"error":"no token"})");
+    if (req.method == "GET" && req.path() == "/api/v1/ws") {
+      if (user.empty() || !req.upgrade_websocket || req.ws_key.empty())
+        return Respond(c, 401, R"({"error":"no token"})");
       c->out
           .append(
               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
               "Connection: Upgrade\r\nSec-WebSocket-Accept: ")
-          .append(ws::AcceptKey(key))
+          .append(ws::AcceptKey(req.ws_key))
           .append("\r\n\r\n");
       MarkDirty(c);
       c->websocket = true;
       c->user = user;
       online_[user].push_back(c);
-      c->in.erase(0, end + 4 + body_len);
-    } else if (line.starts_with("POST /api/v1/conversations ")) {
-      std::string peer(Field(body, "peer"));
+    } else if (req.method == "POST" && req.path() == "/api/v1/conversations") {
+      std::string peer(Field(req.body, "peer"));
       if (user.empty() || peer.empty() || peer == user)
         return Respond(c, 400, R"({"error":"peer and token needed"})");
       auto id = user < peer ? user + "~" + peer : peer + "~" + user;

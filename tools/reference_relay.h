@@ -14,9 +14,9 @@
 // when a socket has more pending). It keeps nothing: no store, no fsync, no
 // validation beyond the WebSocket framing, no feed, no cursors, and no
 // accounts (a token is its user's id). It speaks only what pigeon-bench's
-// traffic scenarios use: POST /api/v1/conversations, GET /api/v1/ws, and on
-// the socket `send` (answered by `ack`, and `message` to every socket of both
-// members, with a per-conversation seq), `ping`, close. Never a server for
+// traffic scenarios use: POST /api/v1/conversations, GET /api/v1/ws (read
+// with pigeond's own HttpRequestParser), and on the socket `send` (answered by `ack`, and `message`
+// to every socket of both members, with a per-conversation seq), `ping`, close. Never a server for
 // anything else.
 #pragma once
 
