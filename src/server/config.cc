@@ -52,6 +52,10 @@ std::vector<Option> Options(Config& c) {
        "auto (a commit inside the log's written blocks: write its pages, flush the disk's cache; "
        "on ext4 and XFS) or fdatasync (of the log file, every commit)",
        &c.store_wal_sync},
+      {"store_wal_write",
+       "direct (O_DIRECT where the file system takes it: a commit's pages go straight to the "
+       "disk) or page-cache",
+       &c.store_wal_write},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},

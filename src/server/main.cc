@@ -121,12 +121,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto wal_write = RocksStore::WalWriteNamed(cfg->store_wal_write);
+  if (!wal_write) {
+    spdlog::critical("store_wal_write must be direct or page-cache, not {}", cfg->store_wal_write);
+    return 2;
+  }
+
   std::error_code fec;
   std::filesystem::create_directories(cfg->data_dir, fec);
   auto store = RocksStore::Open({.path = cfg->data_dir,
                                  .background_write_bytes_per_s = cfg->store_write_mb_per_s << 20,
                                  .compaction = *compaction,
-                                 .wal_sync = *wal_sync});
+                                 .wal_sync = *wal_sync,
+                                 .wal_write = *wal_write});
   if (!store.ok()) {
     spdlog::critical("{}", store.status().message());
     return 1;
@@ -157,7 +164,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", s.message());
     return 2;
   }
-  ChatService chat(**store, pipeline, bus, presence, metrics,
+  ChatService chat(**store, pipeline, bus, metrics,
                    {.pwhash_opslimit = cfg->pwhash_opslimit,
                     .pwhash_memlimit = cfg->pwhash_memlimit_kib * 1024,
                     .on_push_outbox = [&push_service](const std::string& user, int64_t ts) {

@@ -442,6 +442,46 @@ TEST(RocksStoreCompaction, AStoreWrittenWithOneStyleOpensWithTheOther) {
   std::filesystem::remove_all(dir);
 }
 
+// The WAL is written with O_DIRECT by default; a store whose logs were written
+// through the page cache opens with a direct WAL, and the other way round,
+// and each commit was made durable by one of the two syncs.
+TEST(RocksStoreWal, AStoreWrittenThroughThePageCacheOpensWithADirectWalAndBack) {
+  char tmpl[] = "/tmp/pigeon-store-test.XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  std::vector<OpResult> rs;
+  auto commit = [&](MessageStore& store, WriteOp op) {
+    EXPECT_TRUE(store.Commit(std::span<WriteOp>(&op, 1), 1000, &rs).ok());
+    return rs.at(0);
+  };
+  std::string conv;
+  size_t sent = 0;
+  for (WalWrite w : {WalWrite::kPageCache, WalWrite::kDirect, WalWrite::kPageCache}) {
+    auto opened = RocksStore::Open({.path = dir + "/db", .wal_write = w});
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    auto& store = **opened;
+    const StoreHealth before = store.Health();
+    if (conv.empty()) {
+      for (const char* u : {"alice", "bob"}) (void)commit(store, op::CreateUser{u, "hash"});
+      conv = std::get<Conversation>(commit(store, op::OpenDirectConversation{"alice", "bob"}).value)
+                 .id;
+    }
+    for (int i = 0; i < 40; ++i, ++sent) {
+      auto r = commit(store, op::AppendMessage{"alice", conv, "m" + std::to_string(sent), "b"});
+      ASSERT_TRUE(r.status.ok()) << r.status.message();
+      EXPECT_EQ(std::get<AppendResult>(r.value).message.seq, sent + 1);
+    }
+    const StoreHealth after = store.Health();
+    EXPECT_GE(after.wal_fdatasyncs + after.wal_flushes,
+              before.wal_fdatasyncs + before.wal_flushes + 40);
+    auto h = store.History(conv, ~0ull, 1000);
+    ASSERT_TRUE(h.ok());
+    ASSERT_EQ(h->size(), sent);
+    auto dup = commit(store, op::AppendMessage{"alice", conv, "m0", "again"});
+    EXPECT_TRUE(std::get<AppendResult>(dup.value).duplicate);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // The dedup keys live in a column family of their own (a hash memtable). A
 // store written before it existed has them in the default family: they move
 // at open, and a retry of a message sent before the upgrade is still caught,

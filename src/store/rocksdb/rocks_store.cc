@@ -206,9 +206,10 @@ class KeyPrefix : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
-rocksdb::Env* MakeStoreEnv(WalSync sync, std::shared_ptr<WalSyncCounters> counters) {
+rocksdb::Env* MakeStoreEnv(WalSync sync, WalWrite write,
+                           std::shared_ptr<WalSyncCounters> counters) {
   rocksdb::Env* env = rocksdb::NewCompositeEnv(NewWalFileSystem(rocksdb::FileSystem::Default(),
-                                                                sync, std::move(counters)))
+                                                                sync, std::move(counters), write))
                           .release();
   // Flushes and compactions run under SCHED_IDLE. A memtable flush is about
   // 0.3 s of CPU; at normal priority it took a core from the network threads
@@ -221,19 +222,22 @@ rocksdb::Env* MakeStoreEnv(WalSync sync, std::shared_ptr<WalSyncCounters> counte
   return env;
 }
 
-// What the stores opened with one WAL sync share in this process: the Env
-// (its file system) and the count of its WAL syncs.
+// What the stores opened with one WAL sync and write share in this process:
+// the Env (its file system) and the count of its WAL syncs.
 struct StoreEnvOf {
-  explicit StoreEnvOf(WalSync sync) : env(MakeStoreEnv(sync, counters)) {}
+  StoreEnvOf(WalSync sync, WalWrite write) : env(MakeStoreEnv(sync, write, counters)) {}
   const std::shared_ptr<WalSyncCounters> counters = std::make_shared<WalSyncCounters>();
   rocksdb::Env* const env;
 };
 
-const StoreEnvOf& StoreEnv(WalSync sync) {
-  // One for each WAL sync, never destroyed: stores may close during exit.
-  static const StoreEnvOf* const auto_sync = new StoreEnvOf(WalSync::kAuto);
-  static const StoreEnvOf* const fdatasync = new StoreEnvOf(WalSync::kFdatasync);
-  return sync == WalSync::kAuto ? *auto_sync : *fdatasync;
+const StoreEnvOf& StoreEnv(WalSync sync, WalWrite write) {
+  // One for each WAL sync and write, never destroyed: stores may close during exit.
+  static const StoreEnvOf* const envs[2][2] = {
+      {new StoreEnvOf(WalSync::kAuto, WalWrite::kDirect),
+       new StoreEnvOf(WalSync::kAuto, WalWrite::kPageCache)},
+      {new StoreEnvOf(WalSync::kFdatasync, WalWrite::kDirect),
+       new StoreEnvOf(WalSync::kFdatasync, WalWrite::kPageCache)}};
+  return *envs[sync == WalSync::kAuto ? 0 : 1][write == WalWrite::kDirect ? 0 : 1];
 }
 
 Status Corrupt(std::string_view what) {
@@ -269,6 +273,12 @@ std::optional<WalSync> RocksStore::WalSyncNamed(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<WalWrite> RocksStore::WalWriteNamed(std::string_view name) {
+  if (name == "direct") return WalWrite::kDirect;
+  if (name == "page-cache") return WalWrite::kPageCache;
+  return std::nullopt;
+}
+
 std::shared_ptr<const rocksdb::SliceTransform> StoreKeyPrefix() {
   return std::make_shared<KeyPrefix>();
 }
@@ -279,7 +289,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_total_wal_size = 256 << 20;
-  o.env = StoreEnv(options.wal_sync).env;
+  o.env = StoreEnv(options.wal_sync, options.wal_write).env;
   // Obsolete WAL and table files are deleted in 1 MiB slices, at most 128 MB/s
   // (RocksDB's DeleteScheduler: rename to *.trash, truncate, unlink). One
   // unlink of a flushed 74 MB WAL file made the disk discard all of it at once
@@ -970,7 +980,7 @@ StoreHealth RocksStore::Health() {
   struct statvfs disk {};
   if (::statvfs(options_.path.c_str(), &disk) == 0)
     h.disk_free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
-  const WalSyncCounters& syncs = *StoreEnv(options_.wal_sync).counters;
+  const WalSyncCounters& syncs = *StoreEnv(options_.wal_sync, options_.wal_write).counters;
   h.wal_fdatasyncs = syncs.fdatasyncs.load(std::memory_order_relaxed);
   h.wal_flushes = syncs.flushes.load(std::memory_order_relaxed);
   return h;

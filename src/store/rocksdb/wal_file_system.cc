@@ -27,7 +27,7 @@ constexpr uint64_t kZeroWrite = kWalZeroAhead / 2;
 // Not const: zero-initialized and never written, it lives in .bss, whose
 // pages read as the kernel's zero page (a const array would be 256 KiB of the
 // binary, read from disk).
-char zeros[kZeroWrite];
+alignas(kPage) char zeros[kZeroWrite];  // aligned for O_DIRECT writes
 
 uint64_t PageUp(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
 
@@ -236,11 +236,212 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
   uint64_t durable_to_ = 0;
 };
 
+// A WAL file written with O_DIRECT (4. in the header). Appends gather in an
+// aligned buffer that starts at the page the last flushed byte ends in; Flush
+// writes its pages to the disk, rewriting the last, partly filled page each
+// time with zeros after the WAL's end (so the file reads as it would have
+// written through the page cache), and keeps that page for the next appends.
+// Zeros are kept written ahead of the WAL's end as ZeroAheadWal does, and a
+// Sync is the same choice between an fdatasync and the flush barrier.
+class DirectWal final : public rocksdb::FSWritableFile {
+ public:
+  DirectWal(int fd, std::shared_ptr<const FlushBarrier> barrier,
+            std::shared_ptr<WalSyncCounters> counters, const rocksdb::FileOptions& options)
+      : FSWritableFile(options),
+        fd_(fd),
+        barrier_(std::move(barrier)),
+        counters_(std::move(counters)) {}
+  ~DirectWal() override {
+    if (fd_ >= 0) (void)Close(rocksdb::IOOptions(), nullptr);
+    std::free(buf_);
+  }
+  DirectWal(const DirectWal&) = delete;
+  DirectWal& operator=(const DirectWal&) = delete;
+
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions&,
+                           rocksdb::IODebugContext*) override {
+    if (fd_ < 0) return rocksdb::IOStatus::IOError("append to a closed WAL");
+    if (!Reserve(size_ - buf_start_ + data.size()))
+      return rocksdb::IOStatus::IOError("WAL buffer", std::strerror(ENOMEM));
+    std::memcpy(buf_ + (size_ - buf_start_), data.data(), data.size());
+    size_ += data.size();
+    return rocksdb::IOStatus::OK();
+  }
+
+  // The appended bytes go to the disk (its write cache, until a Sync): a
+  // process that dies after a Flush has lost nothing of it.
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions&, rocksdb::IODebugContext*) override {
+    if (fd_ < 0) return rocksdb::IOStatus::IOError("flush of a closed WAL");
+    if (flushed_ == size_) return rocksdb::IOStatus::OK();
+    ZeroAhead();
+    const uint64_t used = size_ - buf_start_;
+    if (rocksdb::IOStatus s = WriteAll(buf_, PageUp(used), buf_start_); !s.ok()) return s;
+    flushed_ = size_;
+    // Keep the last, partly filled page; what follows it in the buffer must
+    // read as zeros again.
+    const uint64_t keep = size_ / kPage * kPage;
+    if (keep > buf_start_) {
+      const uint64_t kept = size_ - keep;
+      std::memmove(buf_, buf_ + (keep - buf_start_), kept);
+      std::memset(buf_ + kept, 0, used - kept);
+      buf_start_ = keep;
+    }
+    if (cap_ > kKeptBuffer && size_ - buf_start_ <= kKeptBuffer) Shrink();
+    return rocksdb::IOStatus::OK();
+  }
+
+  // As ZeroAheadWal::Sync: the pages are on the disk already; the flush
+  // barrier empties its cache, unless the blocks the WAL now reaches changed
+  // since the last fdatasync of the WAL.
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+    if (rocksdb::IOStatus s = Flush(options, dbg); !s.ok()) return s;
+    if (!barrier_ || !zeroing_ || zeroed_to_ != durable_to_ || size_ > durable_to_) {
+      const uint64_t zeroed = zeroed_to_;
+      if (::fdatasync(fd_) != 0) return IoError("WAL fdatasync", errno);
+      durable_to_ = zeroed;
+      if (counters_) counters_->fdatasyncs.fetch_add(1, std::memory_order_relaxed);
+      return rocksdb::IOStatus::OK();
+    }
+    rocksdb::IOStatus s = barrier_->Flush();
+    if (s.ok() && counters_) counters_->flushes.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+    if (rocksdb::IOStatus s = Flush(options, dbg); !s.ok()) return s;
+    zeroing_ = false;  // whatever was zeroed past `size` is gone
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return IoError("WAL truncate", errno);
+    if (size == size_) return rocksdb::IOStatus::OK();
+    if (!Reserve(kPage)) return rocksdb::IOStatus::IOError("WAL buffer", std::strerror(ENOMEM));
+    // The page `size` ends in, read back: the next appends continue it.
+    buf_start_ = size / kPage * kPage;
+    size_ = flushed_ = size;
+    std::memset(buf_, 0, cap_);
+    const uint64_t part = size - buf_start_;
+    if (part > 0) {
+      ssize_t r = ::pread(fd_, buf_, kPage, static_cast<off_t>(buf_start_));
+      if (r < static_cast<ssize_t>(part)) return IoError("WAL read", r < 0 ? errno : EIO);
+      std::memset(buf_ + part, 0, kPage - part);
+    }
+    return rocksdb::IOStatus::OK();
+  }
+
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    if (fd_ < 0) return rocksdb::IOStatus::OK();
+    rocksdb::IOStatus s = Flush(options, dbg);
+    // As RocksDB's own WAL file: the preallocated rest is cut off.
+    if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0)
+      s = IoError("WAL truncate", errno);
+    if (::close(fd_) != 0 && s.ok()) s = IoError("WAL close", errno);
+    fd_ = -1;
+    return s;
+  }
+
+  uint64_t GetFileSize(const rocksdb::IOOptions&, rocksdb::IODebugContext*) override {
+    return size_;
+  }
+  void SetPreallocationBlockSize(size_t size) override {
+    FSWritableFile::SetPreallocationBlockSize(std::min<size_t>(size, kWalPreallocation));
+  }
+  rocksdb::IOStatus Allocate(uint64_t offset, uint64_t len, const rocksdb::IOOptions&,
+                             rocksdb::IODebugContext*) override {
+    // Without FALLOC_FL_KEEP_SIZE, as RocksDB's WAL file is with
+    // fallocate_with_keep_size off: the WAL writes inside the file's size.
+    if (fd_ >= 0 && ::fallocate(fd_, 0, static_cast<off_t>(offset), static_cast<off_t>(len)) != 0)
+      return IoError("WAL fallocate", errno);
+    return rocksdb::IOStatus::OK();
+  }
+
+ private:
+  // A buffer larger than this (a large batch's) is let go after its flush.
+  static constexpr uint64_t kKeptBuffer = 256 << 10;
+
+  static uint64_t PageUp(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
+
+  // Room for `n` bytes from buf_start_, and zeros after them.
+  bool Reserve(uint64_t n) {
+    if (n <= cap_) return true;
+    uint64_t cap = std::max<uint64_t>(cap_ ? cap_ : 64 << 10, kPage);
+    while (cap < n) cap *= 2;
+    void* p = nullptr;
+    if (::posix_memalign(&p, kPage, cap) != 0) return false;
+    auto* grown = static_cast<char*>(p);
+    const uint64_t used = size_ - buf_start_;
+    if (used) std::memcpy(grown, buf_, used);
+    std::memset(grown + used, 0, cap - used);
+    std::free(buf_);
+    buf_ = grown;
+    cap_ = cap;
+    return true;
+  }
+  void Shrink() {
+    void* p = nullptr;
+    if (::posix_memalign(&p, kPage, kKeptBuffer) != 0) return;
+    auto* small = static_cast<char*>(p);
+    std::memcpy(small, buf_, kKeptBuffer);  // the kept page, then zeros
+    std::free(buf_);
+    buf_ = small;
+    cap_ = kKeptBuffer;
+  }
+
+  rocksdb::IOStatus WriteAll(const char* from, uint64_t n, uint64_t at) {
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd_, from, n, static_cast<off_t>(at));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return IoError("WAL write", errno);
+      if (w == 0) return IoError("WAL write", EIO);
+      // A short direct write ends on a block the device took whole.
+      from += w;
+      at += static_cast<uint64_t>(w);
+      n -= static_cast<uint64_t>(w);
+    }
+    return rocksdb::IOStatus::OK();
+  }
+
+  // Before a flush leaves fewer than kZeroWrite bytes of zeros past the page
+  // the WAL ends in, zeros are written up to kWalZeroAhead past it.
+  void ZeroAhead() {
+    if (!zeroing_) return;
+    const uint64_t clear = PageUp(size_);
+    if (zeroed_to_ >= clear + kZeroWrite) return;
+    const uint64_t to = clear + kWalZeroAhead;
+    for (uint64_t at = std::max(zeroed_to_, clear); at < to;) {
+      const uint64_t n = std::min(kZeroWrite, to - at);
+      if (!WriteAll(zeros, n, at)
+               .ok()) {  // no space, or an I/O error: the WAL's own write will say
+        zeroing_ = false;
+        return;
+      }
+      at += n;
+      zeroed_to_ = at;
+    }
+  }
+
+  int fd_;
+  // Null: every Sync is an fdatasync (WalSync::kFdatasync, or an unsafe file system).
+  const std::shared_ptr<const FlushBarrier> barrier_;
+  const std::shared_ptr<WalSyncCounters> counters_;
+  char* buf_ = nullptr;  // [buf_start_, size_) of the file, then zeros; page-aligned
+  uint64_t cap_ = 0;
+  uint64_t buf_start_ = 0;  // a page boundary
+  uint64_t size_ = 0;       // the WAL's bytes
+  uint64_t flushed_ = 0;    // [0, flushed_) is on the disk
+  bool zeroing_ = true;
+  uint64_t zeroed_to_ = 0;  // [.., zeroed_to_) past the WAL's end holds written zeros
+  // [0, durable_to_) was written, zeros or records, before the last fdatasync.
+  uint64_t durable_to_ = 0;
+};
+
 class WalFileSystem final : public rocksdb::FileSystemWrapper {
  public:
   WalFileSystem(std::shared_ptr<rocksdb::FileSystem> base, WalSync sync,
-                std::shared_ptr<WalSyncCounters> counters)
-      : FileSystemWrapper(std::move(base)), sync_(sync), counters_(std::move(counters)) {}
+                std::shared_ptr<WalSyncCounters> counters, WalWrite write)
+      : FileSystemWrapper(std::move(base)),
+        sync_(sync),
+        write_(write),
+        counters_(std::move(counters)) {}
   const char* Name() const override { return "pigeon.WalFileSystem"; }
 
   rocksdb::FileOptions OptimizeForLogWrite(const rocksdb::FileOptions& file_options,
@@ -253,24 +454,51 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* file,
                                     rocksdb::IODebugContext* dbg) override {
+    if (write_ == WalWrite::kDirect && IsWal(name) && !options.use_direct_writes &&
+        !options.use_mmap_writes) {
+      if (int fd = OpenDirect(name); fd >= 0) {
+        *file = std::make_unique<DirectWal>(fd, BarrierOf(name, fd), counters_, options);
+        return rocksdb::IOStatus::OK();
+      }
+    }
     rocksdb::IOStatus s = FileSystemWrapper::NewWritableFile(name, options, file, dbg);
     if (!s.ok() || !IsWal(name)) return s;
     // Without a second descriptor the WAL is written as RocksDB would.
     int fd = ::open(name.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      // ext4 journals the data of a file with the j attribute (chattr +j).
-      int flags = 0;
-      struct stat st {};
-      std::shared_ptr<const FlushBarrier> barrier;
-      if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_JOURNAL_DATA_FL) &&
-          ::fstat(fd, &st) == 0)
-        barrier = BarrierFor(name, st.st_ino);
-      *file = std::make_unique<ZeroAheadWal>(std::move(*file), fd, std::move(barrier), counters_);
-    }
+    if (fd >= 0)
+      *file = std::make_unique<ZeroAheadWal>(std::move(*file), fd, BarrierOf(name, fd), counters_);
     return s;
   }
 
  private:
+  // `name` created (or emptied) and opened for direct writes of whole pages,
+  // or -1 where its file system cannot (then RocksDB's own file writes it).
+  static int OpenDirect(const std::string& name) {
+    int fd = ::open(name.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+    if (fd < 0) return -1;
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) &&
+        (stx.stx_dio_offset_align == 0 || stx.stx_dio_offset_align > kPage ||
+         stx.stx_dio_mem_align > kPage)) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
+  // The flush barrier for the WAL open as `fd`, or null where a commit needs
+  // an fdatasync: ext4 journals the data of a file with the j attribute
+  // (chattr +j).
+  std::shared_ptr<const FlushBarrier> BarrierOf(const std::string& name, int fd) {
+    int flags = 0;
+    struct stat st {};
+    if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 || (flags & FS_JOURNAL_DATA_FL) ||
+        ::fstat(fd, &st) != 0)
+      return nullptr;
+    return BarrierFor(name, st.st_ino);
+  }
+
   // The flush barrier for the WAL `name` (inode `ino`), or null where a
   // commit needs an fdatasync. The last directory's are kept: a store has one.
   std::shared_ptr<const FlushBarrier> BarrierFor(const std::string& name, ino_t ino) {
@@ -286,6 +514,7 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
   }
 
   const WalSync sync_;
+  const WalWrite write_;
   const std::shared_ptr<WalSyncCounters> counters_;
   std::mutex mu_;
   std::string barrier_dir_;
@@ -296,8 +525,9 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
 
 std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(std::shared_ptr<rocksdb::FileSystem> base,
                                                       WalSync sync,
-                                                      std::shared_ptr<WalSyncCounters> counters) {
-  return std::make_shared<WalFileSystem>(std::move(base), sync, std::move(counters));
+                                                      std::shared_ptr<WalSyncCounters> counters,
+                                                      WalWrite write) {
+  return std::make_shared<WalFileSystem>(std::move(base), sync, std::move(counters), write);
 }
 
 bool MayShareInodeBlock(ino_t a, ino_t b, uint64_t block_bytes) {

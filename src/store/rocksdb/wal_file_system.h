@@ -30,6 +30,18 @@
 //     ext4 with data=journal (file data goes through the journal, which only
 //     an fsync of the file itself commits), always get the fdatasync.
 //
+//  4. Where the file system takes direct I/O (ext4, XFS; not tmpfs), the WAL
+//     is written with O_DIRECT: a commit's pages go straight from an aligned
+//     buffer to the disk, and its Sync is left with only the disk's cache to
+//     flush (or the fdatasync of 3.). Through the page cache, a commit copied
+//     its pages into it, had sync_file_range find them, start their writeback
+//     and wait for it, and dirtied them again: about twice the CPU (15-17 us a
+//     commit against 8, docs/benchmarks.md, fourteenth round). RocksDB's own
+//     direct WAL (use_direct_writes) is no substitute: it skips the file's
+//     Sync, and a direct write is not durable until the disk's cache is
+//     flushed. A flushed append is on the disk (in its cache), so a process
+//     killed after it has lost nothing, as with the page cache.
+//
 // The zeros are what the preallocated blocks read as, so a WAL left by a crash
 // looks exactly as before: records, then zeros, which recovery reads as the
 // end. Zeros are only ever written past the page the WAL's last byte is in, and
@@ -67,6 +79,11 @@ enum class WalSync {
   kFdatasync,  // an fdatasync of the WAL file for every commit
 };
 
+enum class WalWrite {
+  kDirect,     // 4. where the file system takes direct I/O, else through the page cache
+  kPageCache,  // through the page cache (1.-3. only)
+};
+
 // How the WAL commits were made durable, counted by a WalFileSystem.
 struct WalSyncCounters {
   std::atomic<uint64_t> fdatasyncs{0};  // fdatasync of the WAL file
@@ -77,7 +94,7 @@ struct WalSyncCounters {
 // `counters`, if given, counts its WAL syncs.
 std::shared_ptr<rocksdb::FileSystem> NewWalFileSystem(
     std::shared_ptr<rocksdb::FileSystem> base, WalSync sync = WalSync::kAuto,
-    std::shared_ptr<WalSyncCounters> counters = nullptr);
+    std::shared_ptr<WalSyncCounters> counters = nullptr, WalWrite write = WalWrite::kDirect);
 
 // Whether 3. is safe in `dir`: ext4 mounted without data=journal, or XFS.
 bool FlushBarrierIsSafeIn(const std::string& dir);

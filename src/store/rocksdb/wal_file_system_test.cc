@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <string>
@@ -25,7 +26,8 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-class WalFileSystemTest : public testing::Test {
+// Each test runs with the WAL written directly and through the page cache.
+class WalFileSystemTest : public testing::TestWithParam<WalWrite> {
  protected:
   void SetUp() override {
     std::string tmpl = testing::TempDir() + "pigeon-wal-XXXXXX";
@@ -75,7 +77,8 @@ class WalFileSystemTest : public testing::Test {
     return w;
   }
 
-  std::shared_ptr<rocksdb::FileSystem> fs_ = NewWalFileSystem(rocksdb::FileSystem::Default());
+  std::shared_ptr<rocksdb::FileSystem> fs_ =
+      NewWalFileSystem(rocksdb::FileSystem::Default(), WalSync::kAuto, nullptr, GetParam());
   std::string dir_;
 };
 
@@ -114,7 +117,7 @@ std::string ReadAll(const std::string& path) {
   return out;
 }
 
-TEST_F(WalFileSystemTest, WritesZerosAheadOfTheWalAndNeverOverItsRecords) {
+TEST_P(WalFileSystemTest, WritesZerosAheadOfTheWalAndNeverOverItsRecords) {
   Written w = CreateAndWrite("000007.log");
   ASSERT_TRUE(w.file);
   auto ahead = BlocksWritten(w.path, w.clear, kWalZeroAhead / 2);
@@ -136,7 +139,92 @@ TEST_F(WalFileSystemTest, WritesZerosAheadOfTheWalAndNeverOverItsRecords) {
   EXPECT_EQ(ReadAll(w.path), w.appended);
 }
 
-TEST_F(WalFileSystemTest, LeavesOtherFilesAsRocksDbWritesThem) {
+// The open flags of this process's descriptor of `path`; nullopt if none.
+std::optional<int> OpenFlagsOf(const std::string& path) {
+  const std::string want = std::filesystem::canonical(path).string();
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(entry.path(), ec).string() != want) continue;
+    std::ifstream info("/proc/self/fdinfo/" + entry.path().filename().string());
+    for (std::string key; info >> key;) {
+      if (key != "flags:") continue;
+      std::string octal;
+      info >> octal;
+      return static_cast<int>(std::stoul(octal, nullptr, 8));
+    }
+  }
+  return std::nullopt;
+}
+
+// Whether the file system of `dir` takes O_DIRECT opens.
+bool TakesDirectIo(const std::string& dir) {
+  const std::string probe = dir + "/direct-probe";
+  int fd = ::open(probe.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT, 0644);
+  if (fd < 0) return false;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return true;
+}
+
+TEST_P(WalFileSystemTest, WritesTheWalWithDirectIoWhereTheFileSystemTakesIt) {
+  const bool direct = GetParam() == WalWrite::kDirect && TakesDirectIo(dir_);
+  Written wal = CreateAndWrite("000009.log");
+  Written other = CreateAndWrite("MANIFEST-000008");
+  ASSERT_TRUE(wal.file && other.file);
+  auto wal_flags = OpenFlagsOf(wal.path), other_flags = OpenFlagsOf(other.path);
+  ASSERT_TRUE(wal_flags && other_flags);
+  EXPECT_EQ((*wal_flags & O_DIRECT) != 0, direct);
+  EXPECT_FALSE(*other_flags & O_DIRECT);
+  ASSERT_TRUE(wal.file->Close(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_TRUE(ReadAll(wal.path) == wal.appended);
+}
+
+TEST_P(WalFileSystemTest, AFlushedAppendIsInTheFileBeforeAnySync) {
+  // What a process killed after a commit's write (and before its sync) left.
+  Written w;
+  w.path = dir_ + "/000013.log";
+  rocksdb::FileOptions options =
+      fs_->OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
+  ASSERT_TRUE(fs_->NewWritableFile(w.path, options, &w.file, nullptr).ok());
+  w.file->SetPreallocationBlockSize(4 << 20);  // as RocksDB does for a WAL
+  std::mt19937 rng(11);
+  rocksdb::IOOptions io;
+  for (int i = 0; i < 40; ++i) {
+    // Pieces that end inside a page, on a page's end, and across several.
+    const size_t n = i % 5 == 4 ? kPage - w.appended.size() % kPage : 1 + rng() % (3 * kPage);
+    std::string piece(n, static_cast<char>('A' + i % 26));
+    w.file->PrepareWrite(w.appended.size(), piece.size(), io, nullptr);
+    ASSERT_TRUE(w.file->Append(piece, io, nullptr).ok());
+    w.appended += piece;
+    ASSERT_TRUE(w.file->Flush(io, nullptr).ok());
+    const std::string on_disk = ReadAll(w.path);
+    ASSERT_GE(on_disk.size(), w.appended.size());
+    ASSERT_TRUE(on_disk.compare(0, w.appended.size(), w.appended) == 0) << "after piece " << i;
+    EXPECT_EQ(on_disk.find_first_not_of('\0', w.appended.size()), std::string::npos);
+  }
+  EXPECT_EQ(w.file->GetFileSize(io, nullptr), w.appended.size());
+  ASSERT_TRUE(w.file->Close(io, nullptr).ok());
+  EXPECT_TRUE(ReadAll(w.path) == w.appended);
+}
+
+TEST_P(WalFileSystemTest, ATruncatedWalGoesOnFromItsNewEnd) {
+  // RocksDB's own file appends at its old offset after a Truncate (RocksDB
+  // truncates only files it writes with direct I/O, and then closes them).
+  if (GetParam() != WalWrite::kDirect || !TakesDirectIo(dir_))
+    GTEST_SKIP() << "the WAL is RocksDB's own file";
+  Written w = CreateAndWrite("000015.log");
+  ASSERT_TRUE(w.file);
+  rocksdb::IOOptions io;
+  const uint64_t cut = w.appended.size() / 2 + 123;  // inside a page
+  ASSERT_TRUE(w.file->Truncate(cut, io, nullptr).ok());
+  EXPECT_EQ(w.file->GetFileSize(io, nullptr), cut);
+  ASSERT_TRUE(w.file->Append("after the cut", io, nullptr).ok());
+  ASSERT_TRUE(w.file->Sync(io, nullptr).ok());
+  ASSERT_TRUE(w.file->Close(io, nullptr).ok());
+  EXPECT_TRUE(ReadAll(w.path) == w.appended.substr(0, cut) + "after the cut");
+}
+
+TEST_P(WalFileSystemTest, LeavesOtherFilesAsRocksDbWritesThem) {
   // The control: the same writes to a file that is not a WAL leave the blocks
   // after its end preallocated and unwritten (what every WAL commit paid for).
   Written w = CreateAndWrite("MANIFEST-000005");
@@ -155,8 +243,8 @@ struct CountedWal {
   std::unique_ptr<rocksdb::FSWritableFile> file;
   std::string appended;
 
-  CountedWal(const std::string& dir, WalSync sync)
-      : fs(NewWalFileSystem(rocksdb::FileSystem::Default(), sync, counters)) {
+  CountedWal(const std::string& dir, WalSync sync, WalWrite write)
+      : fs(NewWalFileSystem(rocksdb::FileSystem::Default(), sync, counters, write)) {
     rocksdb::FileOptions options =
         fs->OptimizeForLogWrite(rocksdb::FileOptions(), rocksdb::DBOptions());
     EXPECT_TRUE(fs->NewWritableFile(dir + "/000011.log", options, &file, nullptr).ok());
@@ -175,9 +263,9 @@ struct CountedWal {
   uint64_t flushes() const { return counters->flushes.load(); }
 };
 
-TEST_F(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead) {
+TEST_P(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead) {
   if (!FlushBarrierIsSafeIn(dir_)) GTEST_SKIP() << dir_ << " is not on ext4 or XFS";
-  CountedWal wal(dir_, WalSync::kAuto);
+  CountedWal wal(dir_, WalSync::kAuto, GetParam());
   ASSERT_TRUE(wal.file);
   // The first commit writes zeros ahead: its blocks' metadata changed.
   wal.Commit(300);
@@ -210,14 +298,20 @@ TEST_F(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead
   EXPECT_TRUE(on_disk == wal.appended) << on_disk.size() << " bytes, not " << wal.appended.size();
 }
 
-TEST_F(WalFileSystemTest, WithFdatasyncEveryCommitSyncsTheLog) {
-  CountedWal wal(dir_, WalSync::kFdatasync);
+TEST_P(WalFileSystemTest, WithFdatasyncEveryCommitSyncsTheLog) {
+  CountedWal wal(dir_, WalSync::kFdatasync, GetParam());
   ASSERT_TRUE(wal.file);
   for (int i = 0; i < 20; ++i) wal.Commit(1000);
   EXPECT_EQ(wal.fdatasyncs(), 20u);
   EXPECT_EQ(wal.flushes(), 0u);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/" + kFlushBarrier));
 }
+
+INSTANTIATE_TEST_SUITE_P(WalWrites, WalFileSystemTest,
+                         testing::Values(WalWrite::kDirect, WalWrite::kPageCache),
+                         [](const testing::TestParamInfo<WalWrite>& info) {
+                           return info.param == WalWrite::kDirect ? "Direct" : "PageCache";
+                         });
 
 TEST(WalFlushBarrier, IsNotUsedWhereExt4JournalsFileData) {
   // /proc/self/mountinfo lines: the options after " - " are the super block's.
