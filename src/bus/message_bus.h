@@ -5,12 +5,18 @@
 // Ordering: entries published for one user from one thread reach that user's
 // sockets in publish order (the committer publishes in commit order).
 // Delivery is best effort: a lost entry is still in the user's feed.
+//
+// A feed entry's frame is made only for a user the entry can reach (a socket
+// on this node, or with the cluster backend a node the user is on): most
+// recipients of a busy server are offline, and for one online the lookup that
+// finds its sockets is the only one made.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "core/cursor.h"
+#include "core/function_ref.h"
 #include "core/shared_frame.h"
 
 namespace pigeon {
@@ -19,8 +25,10 @@ namespace pigeon {
 class DeliverySink {
  public:
   virtual ~DeliverySink() = default;
-  // A committed feed entry at `pos` of `user`'s feed.
-  virtual void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) = 0;
+  // A committed feed entry at `pos` of `user`'s feed: its frame, made by
+  // `frame` if `user` has a socket here (called at most once, before return).
+  virtual void DeliverFeedEntry(const std::string& user, FeedPos pos,
+                                FunctionRef<SharedFrame()> frame) = 0;
   // A frame that is not in the feed (typing).
   virtual void DeliverEphemeral(const std::string& user, SharedFrame frame) = 0;
   // Close the sockets of one device (logout), with a WebSocket close code.
@@ -36,7 +44,9 @@ class MessageBus {
   virtual ~MessageBus() = default;
   // The sink for this node; set once, before any publish.
   virtual void Attach(DeliverySink* sink) = 0;
-  virtual void PublishFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) = 0;
+  // `frame` is called at most once, before return, if the entry reaches `user`.
+  virtual void PublishFeedEntry(const std::string& user, FeedPos pos,
+                                FunctionRef<SharedFrame()> frame) = 0;
   virtual void PublishEphemeral(const std::string& user, SharedFrame frame) = 0;
   virtual void PublishCloseDevice(const std::string& user, const std::string& device,
                                   uint16_t code) = 0;

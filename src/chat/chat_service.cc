@@ -12,13 +12,8 @@ Status Unavailable() { return Status(ErrorCode::kUnavailable, "server is busy, r
 }  // namespace
 
 ChatService::ChatService(MessageStore& store, CommitPipeline& pipeline, MessageBus& bus,
-                         PresenceDirectory& presence, Metrics& metrics, Options options)
-    : store_(store),
-      pipeline_(pipeline),
-      bus_(bus),
-      presence_(presence),
-      metrics_(metrics),
-      options_(options) {
+                         Metrics& metrics, Options options)
+    : store_(store), pipeline_(pipeline), bus_(bus), metrics_(metrics), options_(options) {
   char hash[crypto_pwhash_STRBYTES];
   if (crypto_pwhash_str(hash, "pigeon-dummy", 12, options_.pwhash_opslimit,
                         options_.pwhash_memlimit) == 0)
@@ -214,9 +209,8 @@ void ChatService::RouteReceipts(const ReceiptsResult& result) {
     e.kind = FeedEntry::Kind::kReceipt;
     e.receipt = rr.receipt;
     for (auto& d : rr.fanout) {
-      if (!presence_.IsOnline(d.user_id)) continue;
       e.pos = d.pos;
-      bus_.PublishFeedEntry(d.user_id, d.pos, SharedFrame(FeedEntryJson(e)));
+      bus_.PublishFeedEntry(d.user_id, d.pos, [&] { return SharedFrame(FeedEntryJson(e)); });
     }
   }
 }
@@ -236,11 +230,13 @@ void ChatService::Route(const AppendResult& r) {
   text.clear();
   AppendMessageFramePrefix(text, {m.conversation_id, m.seq, m.sender, m.body, m.ts});
   const size_t prefix = text.size();
+  // A recipient with no socket gets no frame: the message waits in its feed.
   for (auto& d : r.fanout) {
-    if (!presence_.IsOnline(d.user_id)) continue;  // it waits in the feed
-    text.resize(prefix);
-    AppendMessageEnd(text, d.pos);
-    bus_.PublishFeedEntry(d.user_id, d.pos, SharedFrame(text));
+    bus_.PublishFeedEntry(d.user_id, d.pos, [&] {
+      text.resize(prefix);
+      AppendMessageEnd(text, d.pos);
+      return SharedFrame(text);
+    });
   }
   if (text.capacity() > (64 << 10)) std::string().swap(text);  // after a large body
 }

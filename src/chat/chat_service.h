@@ -19,7 +19,6 @@
 #include "chat/commit_pipeline.h"
 #include "chat/metrics.h"
 #include "core/task.h"
-#include "presence/presence_directory.h"
 #include "protocol/frames.h"
 #include "store/message_store.h"
 
@@ -51,8 +50,8 @@ class ChatService {
     std::function<void(const std::string& user, int64_t commit_ms)> on_push_outbox;
   };
 
-  ChatService(MessageStore& store, CommitPipeline& pipeline, MessageBus& bus,
-              PresenceDirectory& presence, Metrics& metrics, Options options);
+  ChatService(MessageStore& store, CommitPipeline& pipeline, MessageBus& bus, Metrics& metrics,
+              Options options);
 
   // ---- accounts (blocking) ----
   void SignUp(const std::string& username, const std::string& password,
@@ -120,7 +119,6 @@ class ChatService {
   MessageStore& store_;
   CommitPipeline& pipeline_;
   MessageBus& bus_;
-  PresenceDirectory& presence_;
   Metrics& metrics_;
   Options options_;
   std::string dummy_hash_;  // verified against for unknown users: equal login timing

@@ -27,9 +27,14 @@ struct RecordingSink : DeliverySink {
   std::mutex mu;
   std::vector<Entry> entries;
   std::vector<std::pair<std::string, std::string>> closed;
-  void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override {
+  // The users with a socket here; the others' frames are never made.
+  std::function<bool(const std::string&)> reaches = [](const std::string&) { return true; };
+  void DeliverFeedEntry(const std::string& user, FeedPos pos,
+                        FunctionRef<SharedFrame()> frame) override {
+    if (!reaches(user)) return;
+    SharedFrame made = frame();
     std::lock_guard l(mu);
-    entries.push_back({user, pos, std::string(*frame)});
+    entries.push_back({user, pos, std::string(*made)});
   }
   void DeliverEphemeral(const std::string& user, SharedFrame frame) override {
     std::lock_guard l(mu);
@@ -73,8 +78,10 @@ class ChatServiceTest : public ::testing::Test {
     store_ = std::move(*RocksStore::Open({.path = dir_}));
     pipeline_ = std::make_unique<CommitPipeline>(*store_, metrics_, CommitPipeline::Options{});
     bus_.Attach(&sink_);
+    // As the gateway's registry: only a user with a socket gets frames.
+    sink_.reaches = [this](const std::string& user) { return presence_.IsOnline(user); };
     chat_ = std::make_unique<ChatService>(
-        *store_, *pipeline_, bus_, presence_, metrics_,
+        *store_, *pipeline_, bus_, metrics_,
         ChatService::Options{
             .pwhash_opslimit = 1, .pwhash_memlimit = 1 << 20, .on_push_outbox = {}});
   }

@@ -75,12 +75,14 @@ void SessionRegistry::PrivacyChanged(const std::string& user, bool hides_last_se
     for (auto& c : it->second) c->PostPrivacy(user, hides_last_seen);
 }
 
-void SessionRegistry::DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) {
+void SessionRegistry::DeliverFeedEntry(const std::string& user, FeedPos pos,
+                                       FunctionRef<SharedFrame()> frame) {
   auto& s = ShardFor(user);
   std::lock_guard lock(s.mu);
   auto it = s.users.find(user);
   if (it == s.users.end()) return;
-  for (auto& c : it->second) c->PostFeedEntry(pos, frame);
+  const SharedFrame made = frame();
+  for (auto& c : it->second) c->PostFeedEntry(pos, made);
 }
 
 void SessionRegistry::DeliverEphemeral(const std::string& user, SharedFrame frame) {

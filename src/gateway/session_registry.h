@@ -30,7 +30,8 @@ class SessionRegistry final : public DeliverySink {
   void Watch(const std::string& user, const std::shared_ptr<Connection>& c);
   void Unwatch(const std::string& user, const Connection* c);
 
-  void DeliverFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override;
+  void DeliverFeedEntry(const std::string& user, FeedPos pos,
+                        FunctionRef<SharedFrame()> frame) override;
   void DeliverEphemeral(const std::string& user, SharedFrame frame) override;
   void CloseDevice(const std::string& user, const std::string& device, uint16_t code) override;
   void PresenceChanged(const std::string& user, bool online, int64_t last_seen_ms) override;

@@ -2,8 +2,9 @@
 
 namespace pigeon {
 
-void LocalBus::PublishFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) {
-  if (sink_) sink_->DeliverFeedEntry(user, pos, std::move(frame));
+void LocalBus::PublishFeedEntry(const std::string& user, FeedPos pos,
+                                FunctionRef<SharedFrame()> frame) {
+  if (sink_) sink_->DeliverFeedEntry(user, pos, frame);
 }
 
 void LocalBus::PublishEphemeral(const std::string& user, SharedFrame frame) {

@@ -8,7 +8,8 @@ namespace pigeon {
 class LocalBus final : public MessageBus {
  public:
   void Attach(DeliverySink* sink) override { sink_ = sink; }
-  void PublishFeedEntry(const std::string& user, FeedPos pos, SharedFrame frame) override;
+  void PublishFeedEntry(const std::string& user, FeedPos pos,
+                        FunctionRef<SharedFrame()> frame) override;
   void PublishEphemeral(const std::string& user, SharedFrame frame) override;
   void PublishCloseDevice(const std::string& user, const std::string& device,
                           uint16_t code) override;
