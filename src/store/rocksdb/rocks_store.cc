@@ -454,10 +454,11 @@ rocksdb::ColumnFamilyHandle* RocksStore::Family(std::string_view key) const {
 }
 
 Conversation* RocksStore::LoadConversation(const std::string& id) {
-  if (auto it = conversations_.find(id); it != conversations_.end()) return &it->second;
+  if (auto it = conversations_.find(id); it != conversations_.end()) return it->second.get();
   auto c = GetConversation(id);
   if (!c.ok()) return nullptr;
-  return &conversations_.emplace(id, std::move(*c)).first->second;
+  return conversations_.emplace(id, std::make_unique<Conversation>(std::move(*c)))
+      .first->second.get();
 }
 
 FeedPos RocksStore::ReadHead(std::string_view user) {
@@ -526,7 +527,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectCon
   if (!c) {
     Conversation fresh{id, {o.user_id, o.peer_id}, 0};
     std::sort(fresh.members.begin(), fresh.members.end());
-    c = &conversations_.emplace(id, std::move(fresh)).first->second;
+    c = conversations_.emplace(id, std::make_unique<Conversation>(std::move(fresh)))
+            .first->second.get();
     (void)batch.Put(ConvKey(id), records::EncodeConversation(*c));
     for (auto& m : c->members) (void)batch.Put(Key2('L', m, id), "");
   }

@@ -23,7 +23,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "store/message_store.h"
@@ -163,9 +162,12 @@ class RocksStore final : public MessageStore {
   std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
   // The committer's buffers for a message's keys and values (batch.Put copies them).
   std::string feed_key_, key_, dedup_key_, value_, ref_;
-  std::unordered_map<std::string, Conversation> conversations_;  // nodes: pointers stay valid
   // Open-addressing tables: a lookup touches a group of slots, not a bucket
   // and then a node (a cache miss each, per member of every message).
+  // Conversations are held by pointer: a Conversation* stays valid while the
+  // table grows.
+  boost::unordered_flat_map<std::string, std::unique_ptr<Conversation>, std::hash<std::string>>
+      conversations_;
   boost::unordered_flat_map<std::string, FeedPos, std::hash<std::string>> heads_;
   boost::unordered_flat_map<std::string, bool, std::hash<std::string>> push_users_;
 };
