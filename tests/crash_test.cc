@@ -101,8 +101,11 @@ size_t CheckFeed(const std::vector<json::object>& feed, const std::map<std::stri
   return feed.size();
 }
 
-TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
-  TestServer server;
+// With the WAL written through the page cache (the default) and with O_DIRECT.
+class Crash : public testing::TestWithParam<const char*> {};
+
+TEST_P(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
+  TestServer server({"--store-wal-write", GetParam()});
   server.Start();
   const uint16_t port = server.port();
   std::vector<Account> devices = {Login(port, "alice"), Login(port, "alice"), Login(port, "bob"),
@@ -220,6 +223,11 @@ TEST(Crash, AckedMessagesSurviveSigkillExactlyOnce) {
               << std::endl;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(WalWrites, Crash, testing::Values("page-cache", "direct"),
+                         [](const testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param) == "direct" ? "Direct" : "PageCache";
+                         });
 
 }  // namespace
 }  // namespace pigeon::test

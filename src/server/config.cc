@@ -53,8 +53,8 @@ std::vector<Option> Options(Config& c) {
        "on ext4 and XFS) or fdatasync (of the log file, every commit)",
        &c.store_wal_sync},
       {"store_wal_write",
-       "direct (O_DIRECT where the file system takes it: a commit's pages go straight to the "
-       "disk) or page-cache",
+       "page-cache, or direct (O_DIRECT where the file system takes it: a commit's pages go "
+       "straight to the disk; less CPU per commit, a little more commit latency)",
        &c.store_wal_write},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},

@@ -26,7 +26,7 @@ struct Config {
   uint64_t store_write_mb_per_s = 0;       // flushes and compactions write at most this (0: off)
   std::string store_compaction = "universal";  // or "level" (RocksDB's levelled compaction)
   std::string store_wal_sync = "auto";         // or "fdatasync": how a commit is made durable
-  std::string store_wal_write = "direct";      // or "page-cache": how the WAL is written
+  std::string store_wal_write = "page-cache";  // or "direct": how the WAL is written
   uint64_t pwhash_opslimit = 2;                // Argon2id passes (libsodium interactive: 2)
   uint64_t pwhash_memlimit_kib = 65536;        // Argon2id memory, KiB (interactive: 64 MiB)
   uint64_t drain_grace_ms = 2000;              // SIGTERM: time given to close frames to flush

@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
 
   auto wal_write = RocksStore::WalWriteNamed(cfg->store_wal_write);
   if (!wal_write) {
-    spdlog::critical("store_wal_write must be direct or page-cache, not {}", cfg->store_wal_write);
+    spdlog::critical("store_wal_write must be page-cache or direct, not {}", cfg->store_wal_write);
     return 2;
   }
 

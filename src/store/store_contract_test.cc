@@ -442,8 +442,8 @@ TEST(RocksStoreCompaction, AStoreWrittenWithOneStyleOpensWithTheOther) {
   std::filesystem::remove_all(dir);
 }
 
-// The WAL is written with O_DIRECT by default; a store whose logs were written
-// through the page cache opens with a direct WAL, and the other way round,
+// The WAL is written through the page cache by default, or with O_DIRECT; a
+// store whose logs were written one way opens with the other, and back,
 // and each commit was made durable by one of the two syncs.
 TEST(RocksStoreWal, AStoreWrittenThroughThePageCacheOpensWithADirectWalAndBack) {
   char tmpl[] = "/tmp/pigeon-store-test.XXXXXX";

@@ -274,8 +274,8 @@ std::optional<WalSync> RocksStore::WalSyncNamed(std::string_view name) {
 }
 
 std::optional<WalWrite> RocksStore::WalWriteNamed(std::string_view name) {
-  if (name == "direct") return WalWrite::kDirect;
   if (name == "page-cache") return WalWrite::kPageCache;
+  if (name == "direct") return WalWrite::kDirect;
   return std::nullopt;
 }
 

@@ -27,7 +27,7 @@ constexpr uint64_t kZeroWrite = kWalZeroAhead / 2;
 // Not const: zero-initialized and never written, it lives in .bss, whose
 // pages read as the kernel's zero page (a const array would be 256 KiB of the
 // binary, read from disk).
-alignas(kPage) char zeros[kZeroWrite];  // aligned for O_DIRECT writes
+char zeros[kZeroWrite];
 
 uint64_t PageUp(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
 
@@ -119,78 +119,133 @@ struct BarrierPair {
   }
 };
 
-// A WAL file that keeps zeros written ahead of its end. Before an append
-// leaves fewer than kZeroWrite bytes of zeros past the page the append ends
-// in, zeros are written up to kWalZeroAhead past it, through a second
-// descriptor of the same file (the same page cache; RocksDB's writer keeps its
-// own position). Anything but plain appends (a positioned append, a truncate)
-// stops the zeroing for good: zeros are only ever written where the WAL has
-// provably not written yet.
+// What a WAL file keeps of its zeros ahead (2. in the header) and of its last
+// fdatasync (3.). Before an append leaves fewer than kZeroWrite bytes of zeros
+// past the page it ends in, zeros are written up to kWalZeroAhead past it,
+// through a descriptor of its own (buffered: the zeros reach the disk with the
+// fdatasync their commit gets, in one round of I/O with its records). Anything
+// but plain appends stops the zeroing for good: zeros are only ever written
+// where the WAL has provably not written yet.
+class ZeroAhead {
+ public:
+  explicit ZeroAhead(int fd) : fd_(fd) {}
+  ~ZeroAhead() { Stop(); }
+  ZeroAhead(const ZeroAhead&) = delete;
+  ZeroAhead& operator=(const ZeroAhead&) = delete;
+
+  // Before the WAL grows to `end` bytes.
+  void Before(uint64_t end) {
+    if (fd_ < 0) return;
+    // The first page the WAL will not have touched once it is `end` long.
+    const uint64_t clear = PageUp(end);
+    if (zeroed_to_ >= clear + kZeroWrite) return;
+    const uint64_t to = clear + kWalZeroAhead;
+    for (uint64_t at = std::max(zeroed_to_, clear); at < to;) {
+      ssize_t w = ::pwrite(fd_, zeros, std::min(kZeroWrite, to - at), static_cast<off_t>(at));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {  // no space, or an I/O error: the WAL's own write will say
+        Stop();
+        return;
+      }
+      at += static_cast<uint64_t>(w);
+      zeroed_to_ = at;
+    }
+  }
+
+  // Whether a WAL of `size` bytes is made durable by writing its pages and
+  // flushing the disk's cache: every block it lies in, and the file's
+  // metadata, are as the last fdatasync left them.
+  bool FlushSuffices(uint64_t size) const {
+    return fd_ >= 0 && zeroed_to_ == durable_to_ && size <= durable_to_;
+  }
+  // After an fdatasync of the WAL: the zeros written so far are durable.
+  // Returns where they begin and end, for a caller that drops them from the
+  // page cache.
+  std::pair<uint64_t, uint64_t> Synced() {
+    const std::pair<uint64_t, uint64_t> fresh{durable_to_, zeroed_to_};
+    durable_to_ = zeroed_to_;
+    return fresh;
+  }
+
+  int fd() const { return fd_; }
+  void Stop() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+  uint64_t zeroed_to_ = 0;  // [.., zeroed_to_) past the WAL's end holds written zeros
+  // [0, durable_to_) was written, zeros or records, before the last fdatasync.
+  uint64_t durable_to_ = 0;
+};
+
+// Counts one sync in `counters` (if any) when `s` is OK; returns `s`.
+rocksdb::IOStatus Counted(rocksdb::IOStatus s, const std::shared_ptr<WalSyncCounters>& counters,
+                          std::atomic<uint64_t> WalSyncCounters::*which) {
+  if (s.ok() && counters) (counters.get()->*which).fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+// A WAL file RocksDB's own (buffered) file writes, with zeros ahead through a
+// second descriptor of the same file (the same page cache; RocksDB's writer
+// keeps its own position).
 class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   ZeroAheadWal(std::unique_ptr<rocksdb::FSWritableFile> file, int fd,
                std::shared_ptr<const FlushBarrier> barrier,
                std::shared_ptr<WalSyncCounters> counters)
       : FSWritableFileOwnerWrapper(std::move(file)),
-        fd_(fd),
+        zeros_(fd),
         barrier_(std::move(barrier)),
         counters_(std::move(counters)) {}
-  ~ZeroAheadWal() override { StopZeroing(); }
 
-  // A commit. While every byte appended lies below durable_to_, its blocks
-  // and the file's metadata are as the last fdatasync left them on the disk:
-  // writing the pages and flushing the disk's cache makes them durable (3. in
-  // the header). Otherwise, an fdatasync, after which the zeros written so far
-  // are durable too.
+  // A commit. While every byte appended lies in blocks and under metadata as
+  // the last fdatasync left them on the disk, writing the pages and flushing
+  // the disk's cache makes them durable (3. in the header). Otherwise, an
+  // fdatasync, after which the zeros written so far are durable too.
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (!barrier_ || fd_ < 0 || zeroed_to_ != durable_to_ ||
-        target()->GetFileSize(options, dbg) > durable_to_) {
-      const uint64_t zeroed = zeroed_to_;
+    if (!barrier_ || !zeros_.FlushSuffices(target()->GetFileSize(options, dbg))) {
       rocksdb::IOStatus s = FSWritableFileOwnerWrapper::Sync(options, dbg);
-      if (s.ok()) {
-        durable_to_ = zeroed;
-        if (counters_) counters_->fdatasyncs.fetch_add(1, std::memory_order_relaxed);
-      }
-      return s;
+      if (s.ok()) zeros_.Synced();
+      return Counted(s, counters_, &WalSyncCounters::fdatasyncs);
     }
     // WAIT_BEFORE: writeback already under way finishes first, so WRITE
     // starts one for every page dirty now, and WAIT_AFTER waits for them all.
     if (::sync_file_range(
-            fd_, 0, 0,
+            zeros_.fd(), 0, 0,
             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
       return IoError("sync_file_range", errno);
-    rocksdb::IOStatus s = barrier_->Flush();
-    if (s.ok() && counters_) counters_->flushes.fetch_add(1, std::memory_order_relaxed);
-    return s;
+    return Counted(barrier_->Flush(), counters_, &WalSyncCounters::flushes);
   }
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
-    ZeroAhead(data.size(), options, dbg);
+    zeros_.Before(target()->GetFileSize(options, dbg) + data.size());
     return FSWritableFileOwnerWrapper::Append(data, options, dbg);
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
-    ZeroAhead(data.size(), options, dbg);
+    zeros_.Before(target()->GetFileSize(options, dbg) + data.size());
     return FSWritableFileOwnerWrapper::Append(data, options, info, dbg);
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      rocksdb::IODebugContext* dbg) override {
-    StopZeroing();
+    zeros_.Stop();
     return FSWritableFileOwnerWrapper::PositionedAppend(data, offset, options, dbg);
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      const rocksdb::DataVerificationInfo& info,
                                      rocksdb::IODebugContext* dbg) override {
-    StopZeroing();
+    zeros_.Stop();
     return FSWritableFileOwnerWrapper::PositionedAppend(data, offset, options, info, dbg);
   }
   rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
                              rocksdb::IODebugContext* dbg) override {
-    StopZeroing();
+    zeros_.Stop();
     return FSWritableFileOwnerWrapper::Truncate(size, options, dbg);
   }
   void SetPreallocationBlockSize(size_t size) override {
@@ -199,41 +254,15 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
   }
   rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
-    StopZeroing();
+    zeros_.Stop();
     return FSWritableFileOwnerWrapper::Close(options, dbg);
   }
 
  private:
-  void ZeroAhead(size_t n, const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) {
-    if (fd_ < 0) return;
-    // The first page the WAL will not have touched once `n` more bytes are in.
-    uint64_t clear = PageUp(target()->GetFileSize(options, dbg) + n);
-    if (zeroed_to_ >= clear + kZeroWrite) return;
-    uint64_t to = clear + kWalZeroAhead;
-    for (uint64_t at = std::max(zeroed_to_, clear); at < to;) {
-      ssize_t w = ::pwrite(fd_, zeros, std::min(kZeroWrite, to - at), static_cast<off_t>(at));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {  // no space, or an I/O error: the WAL's own write will say
-        StopZeroing();
-        return;
-      }
-      at += static_cast<uint64_t>(w);
-      zeroed_to_ = at;
-    }
-  }
-
-  void StopZeroing() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  int fd_;
+  ZeroAhead zeros_;  // without a second descriptor, never any
   // Null: every Sync is an fdatasync (WalSync::kFdatasync, or an unsafe file system).
   const std::shared_ptr<const FlushBarrier> barrier_;
   const std::shared_ptr<WalSyncCounters> counters_;
-  uint64_t zeroed_to_ = 0;  // [.., zeroed_to_) past the WAL's end holds written zeros
-  // [0, durable_to_) was written, zeros or records, before the last fdatasync.
-  uint64_t durable_to_ = 0;
 };
 
 // A WAL file written with O_DIRECT (4. in the header). Appends gather in an
@@ -241,14 +270,18 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
 // writes its pages to the disk, rewriting the last, partly filled page each
 // time with zeros after the WAL's end (so the file reads as it would have
 // written through the page cache), and keeps that page for the next appends.
-// Zeros are kept written ahead of the WAL's end as ZeroAheadWal does, and a
-// Sync is the same choice between an fdatasync and the flush barrier.
+// Zeros ahead go through the page cache (ZeroAhead), and leave it once the
+// fdatasync that made them durable returns, so that the direct writes into
+// them find no cached page to write back or drop. A Sync is the same choice
+// between an fdatasync and the flush barrier as ZeroAheadWal's.
 class DirectWal final : public rocksdb::FSWritableFile {
  public:
-  DirectWal(int fd, std::shared_ptr<const FlushBarrier> barrier,
+  // `fd`: the file, opened with O_DIRECT; `zeros_fd`: the same file, buffered.
+  DirectWal(int fd, int zeros_fd, std::shared_ptr<const FlushBarrier> barrier,
             std::shared_ptr<WalSyncCounters> counters, const rocksdb::FileOptions& options)
       : FSWritableFile(options),
         fd_(fd),
+        zeros_(zeros_fd),
         barrier_(std::move(barrier)),
         counters_(std::move(counters)) {}
   ~DirectWal() override {
@@ -273,7 +306,7 @@ class DirectWal final : public rocksdb::FSWritableFile {
   rocksdb::IOStatus Flush(const rocksdb::IOOptions&, rocksdb::IODebugContext*) override {
     if (fd_ < 0) return rocksdb::IOStatus::IOError("flush of a closed WAL");
     if (flushed_ == size_) return rocksdb::IOStatus::OK();
-    ZeroAhead();
+    zeros_.Before(size_);
     const uint64_t used = size_ - buf_start_;
     if (rocksdb::IOStatus s = WriteAll(buf_, PageUp(used), buf_start_); !s.ok()) return s;
     flushed_ = size_;
@@ -290,27 +323,23 @@ class DirectWal final : public rocksdb::FSWritableFile {
     return rocksdb::IOStatus::OK();
   }
 
-  // As ZeroAheadWal::Sync: the pages are on the disk already; the flush
-  // barrier empties its cache, unless the blocks the WAL now reaches changed
-  // since the last fdatasync of the WAL.
+  // As ZeroAheadWal::Sync, the pages being on the disk already.
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
     if (rocksdb::IOStatus s = Flush(options, dbg); !s.ok()) return s;
-    if (!barrier_ || !zeroing_ || zeroed_to_ != durable_to_ || size_ > durable_to_) {
-      const uint64_t zeroed = zeroed_to_;
-      if (::fdatasync(fd_) != 0) return IoError("WAL fdatasync", errno);
-      durable_to_ = zeroed;
-      if (counters_) counters_->fdatasyncs.fetch_add(1, std::memory_order_relaxed);
-      return rocksdb::IOStatus::OK();
-    }
-    rocksdb::IOStatus s = barrier_->Flush();
-    if (s.ok() && counters_) counters_->flushes.fetch_add(1, std::memory_order_relaxed);
-    return s;
+    if (barrier_ && zeros_.FlushSuffices(size_))
+      return Counted(barrier_->Flush(), counters_, &WalSyncCounters::flushes);
+    if (::fdatasync(fd_) != 0) return IoError("WAL fdatasync", errno);
+    const auto [from, to] = zeros_.Synced();
+    if (to > from && zeros_.fd() >= 0)
+      (void)::posix_fadvise(zeros_.fd(), static_cast<off_t>(from), static_cast<off_t>(to - from),
+                            POSIX_FADV_DONTNEED);
+    return Counted(rocksdb::IOStatus::OK(), counters_, &WalSyncCounters::fdatasyncs);
   }
 
   rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options,
                              rocksdb::IODebugContext* dbg) override {
     if (rocksdb::IOStatus s = Flush(options, dbg); !s.ok()) return s;
-    zeroing_ = false;  // whatever was zeroed past `size` is gone
+    zeros_.Stop();  // whatever was zeroed past `size` is gone
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return IoError("WAL truncate", errno);
     if (size == size_) return rocksdb::IOStatus::OK();
     if (!Reserve(kPage)) return rocksdb::IOStatus::IOError("WAL buffer", std::strerror(ENOMEM));
@@ -331,6 +360,7 @@ class DirectWal final : public rocksdb::FSWritableFile {
                           rocksdb::IODebugContext* dbg) override {
     if (fd_ < 0) return rocksdb::IOStatus::OK();
     rocksdb::IOStatus s = Flush(options, dbg);
+    zeros_.Stop();
     // As RocksDB's own WAL file: the preallocated rest is cut off.
     if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0)
       s = IoError("WAL truncate", errno);
@@ -357,8 +387,6 @@ class DirectWal final : public rocksdb::FSWritableFile {
  private:
   // A buffer larger than this (a large batch's) is let go after its flush.
   static constexpr uint64_t kKeptBuffer = 256 << 10;
-
-  static uint64_t PageUp(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
 
   // Room for `n` bytes from buf_start_, and zeros after them.
   bool Reserve(uint64_t n) {
@@ -400,26 +428,8 @@ class DirectWal final : public rocksdb::FSWritableFile {
     return rocksdb::IOStatus::OK();
   }
 
-  // Before a flush leaves fewer than kZeroWrite bytes of zeros past the page
-  // the WAL ends in, zeros are written up to kWalZeroAhead past it.
-  void ZeroAhead() {
-    if (!zeroing_) return;
-    const uint64_t clear = PageUp(size_);
-    if (zeroed_to_ >= clear + kZeroWrite) return;
-    const uint64_t to = clear + kWalZeroAhead;
-    for (uint64_t at = std::max(zeroed_to_, clear); at < to;) {
-      const uint64_t n = std::min(kZeroWrite, to - at);
-      if (!WriteAll(zeros, n, at)
-               .ok()) {  // no space, or an I/O error: the WAL's own write will say
-        zeroing_ = false;
-        return;
-      }
-      at += n;
-      zeroed_to_ = at;
-    }
-  }
-
   int fd_;
+  ZeroAhead zeros_;
   // Null: every Sync is an fdatasync (WalSync::kFdatasync, or an unsafe file system).
   const std::shared_ptr<const FlushBarrier> barrier_;
   const std::shared_ptr<WalSyncCounters> counters_;
@@ -428,10 +438,6 @@ class DirectWal final : public rocksdb::FSWritableFile {
   uint64_t buf_start_ = 0;  // a page boundary
   uint64_t size_ = 0;       // the WAL's bytes
   uint64_t flushed_ = 0;    // [0, flushed_) is on the disk
-  bool zeroing_ = true;
-  uint64_t zeroed_to_ = 0;  // [.., zeroed_to_) past the WAL's end holds written zeros
-  // [0, durable_to_) was written, zeros or records, before the last fdatasync.
-  uint64_t durable_to_ = 0;
 };
 
 class WalFileSystem final : public rocksdb::FileSystemWrapper {
@@ -457,7 +463,9 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
     if (write_ == WalWrite::kDirect && IsWal(name) && !options.use_direct_writes &&
         !options.use_mmap_writes) {
       if (int fd = OpenDirect(name); fd >= 0) {
-        *file = std::make_unique<DirectWal>(fd, BarrierOf(name, fd), counters_, options);
+        // Without a buffered descriptor for the zeros, there are none ahead.
+        const int zeros_fd = ::open(name.c_str(), O_WRONLY | O_CLOEXEC);
+        *file = std::make_unique<DirectWal>(fd, zeros_fd, BarrierOf(name, fd), counters_, options);
         return rocksdb::IOStatus::OK();
       }
     }

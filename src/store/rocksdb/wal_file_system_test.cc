@@ -7,6 +7,7 @@
 #include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -296,6 +297,30 @@ TEST_P(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead
   ASSERT_TRUE(wal.file->Close(rocksdb::IOOptions(), nullptr).ok());
   on_disk = ReadAll(dir_ + "/000011.log");
   EXPECT_TRUE(on_disk == wal.appended) << on_disk.size() << " bytes, not " << wal.appended.size();
+}
+
+// The zeros ahead of a direct WAL go through the page cache, and leave it
+// once the fdatasync that made them durable returned: the direct writes into
+// them then find no cached page to write back or drop.
+TEST_P(WalFileSystemTest, ZerosAheadOfADirectWalLeaveThePageCacheOnceDurable) {
+  if (GetParam() != WalWrite::kDirect || !TakesDirectIo(dir_))
+    GTEST_SKIP() << "the WAL is RocksDB's own file";
+  CountedWal wal(dir_, WalSync::kAuto, GetParam());
+  ASSERT_TRUE(wal.file);
+  wal.Commit(300);  // writes the first zeros ahead, and gets the fdatasync
+  ASSERT_EQ(wal.fdatasyncs(), 1u);
+  const std::string path = dir_ + "/000011.log";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  void* map = ::mmap(nullptr, kWalZeroAhead + kPage, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  ASSERT_NE(map, MAP_FAILED);
+  std::vector<unsigned char> resident((kWalZeroAhead + kPage) / kPage);
+  ASSERT_EQ(::mincore(map, kWalZeroAhead + kPage, resident.data()), 0);
+  ::munmap(map, kWalZeroAhead + kPage);
+  size_t cached = 0;
+  for (unsigned char r : resident) cached += r & 1;
+  EXPECT_EQ(cached, 0u) << "pages of the WAL's first 516 KiB in the page cache";
 }
 
 TEST_P(WalFileSystemTest, WithFdatasyncEveryCommitSyncsTheLog) {
