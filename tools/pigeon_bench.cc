@@ -810,10 +810,13 @@ int TrafficWorker(const Plan& plan, const std::vector<Round>& rounds, int w, int
 
 // The store's background debt as pigeond reports it on /metrics (zeros from
 // a server without those series).
-struct StoreDebt {
+// What pigeond's /metrics say of its store: compaction debt now, and counters
+// whose difference over a round says how it committed.
+struct StoreState {
   double level0_files = 0, pending_compaction_bytes = 0, write_stall_s = 0;
-  static StoreDebt Read(uint16_t port) {
-    StoreDebt d;
+  double commits = 0, commit_seconds = 0, commit_ops = 0;  // counters: since the start
+  static StoreState Read(uint16_t port) {
+    StoreState d;
     auto r = Http(port, "GET", "/metrics");
     if (r.status != 200) return d;
     auto value = [&](std::string_view name) {
@@ -825,14 +828,30 @@ struct StoreDebt {
     d.level0_files = value("pigeon_store_level0_files");
     d.pending_compaction_bytes = value("pigeon_store_pending_compaction_bytes");
     d.write_stall_s = value("pigeon_store_write_stall_seconds_total");
+    d.commits = value("pigeon_commit_seconds_count");
+    d.commit_seconds = value("pigeon_commit_seconds_sum");
+    d.commit_ops = value("pigeon_commit_batch_ops_sum");
     return d;
+  }
+};
+
+// The group commits of one round, from two StoreStates.
+struct CommitsInRound {
+  double count = 0, ops_each = 0, ms_each = 0;
+  CommitsInRound() = default;
+  CommitsInRound(const StoreState& before, const StoreState& after)
+      : count(after.commits - before.commits) {
+    if (count <= 0) return;
+    ops_each = (after.commit_ops - before.commit_ops) / count;
+    ms_each = (after.commit_seconds - before.commit_seconds) / count * 1e3;
   }
 };
 
 struct RoundReport {
   Round round;
-  StoreDebt store;           // at the round's end
+  StoreState store;          // at the round's end
   double store_stall_s = 0;  // commits slowed or stopped by the store during the round
+  CommitsInRound commits;    // pigeond's group commits during the round
   RoundResult result;
   double cpu_us_per_msg = 0;
   double loadgen_us_per_msg = 0;                       // the load generator's own CPU
@@ -866,7 +885,7 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
   for (const auto& round : rounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the last round settle
     const auto cpu0 = CpuSnapshot::Take(pid, fleet);
-    const StoreDebt debt0 = plan.relay ? StoreDebt{} : StoreDebt::Read(plan.port);
+    const StoreState store0 = plan.relay ? StoreState{} : StoreState::Read(plan.port);
     int64_t t0 = NowNs();
     fleet.Go();
     std::optional<CpuSnapshot> cpu1;
@@ -880,8 +899,9 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
     rep.round = round;
     if (!fleet.Collect(rep.result)) throw std::runtime_error("a worker failed");
     if (!cpu1) cpu1 = CpuSnapshot::Take(pid, fleet);
-    rep.store = plan.relay ? StoreDebt{} : StoreDebt::Read(plan.port);
-    rep.store_stall_s = rep.store.write_stall_s - debt0.write_stall_s;
+    rep.store = plan.relay ? StoreState{} : StoreState::Read(plan.port);
+    rep.store_stall_s = rep.store.write_stall_s - store0.write_stall_s;
+    rep.commits = CommitsInRound(store0, rep.store);
     auto& r = rep.result;
     const double msgs = static_cast<double>(std::max<uint64_t>(1, r.acked));
     rep.cpu_us_per_msg = (cpu1->server - cpu0.server) * 1e6 / msgs;
@@ -932,6 +952,11 @@ std::vector<RoundReport> RunTraffic(const Plan& plan, pid_t pid, const std::vect
           "store             %.0f level-0 tables, %.2f GB of pending compaction; commits stalled "
           "%.2f s\n",
           rep.store.level0_files, rep.store.pending_compaction_bytes / 1e9, rep.store_stall_s);
+    if (!plan.relay)
+      std::printf(
+          "commits           %.0f (%.0f/s), %.1f operations and %.3f ms each (write + sync)\n",
+          rep.commits.count, rep.commits.count / r.send_secs, rep.commits.ops_each,
+          rep.commits.ms_each);
     std::printf("audit             %s: lost %llu, duplicate/reordered %llu, gaps %llu, errors %llu",
                 rep.ok ? "PASS" : "FAIL", (unsigned long long)r.lost,
                 (unsigned long long)r.dup_or_reorder, (unsigned long long)r.gaps,
@@ -988,6 +1013,9 @@ json::object ToJson(const RoundReport& rep) {
       {"store_level0_files", rep.store.level0_files},
       {"store_pending_compaction_bytes", rep.store.pending_compaction_bytes},
       {"store_write_stall_s", rep.store_stall_s},
+      {"commits", rep.commits.count},
+      {"commit_ops_each", rep.commits.ops_each},
+      {"commit_ms_each", rep.commits.ms_each},
       {"lost", r.lost},
       {"duplicate_or_reordered", r.dup_or_reorder},
       {"gaps", r.gaps},
