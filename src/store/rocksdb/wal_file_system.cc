@@ -270,10 +270,12 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
 // writes its pages to the disk, rewriting the last, partly filled page each
 // time with zeros after the WAL's end (so the file reads as it would have
 // written through the page cache), and keeps that page for the next appends.
-// Zeros ahead go through the page cache (ZeroAhead), and leave it once the
-// fdatasync that made them durable returns, so that the direct writes into
-// them find no cached page to write back or drop. A Sync is the same choice
-// between an fdatasync and the flush barrier as ZeroAheadWal's.
+// Zeros ahead go through the page cache (ZeroAhead), and so do the pages of a
+// commit that will get an fdatasync anyway (one in 16 or so): the fdatasync
+// writes both in one round of I/O. They leave the cache once it returns, so
+// that the direct writes into them find no cached page to write back or drop.
+// A Sync is the same choice between an fdatasync and the flush barrier as
+// ZeroAheadWal's; a WAL without a flush barrier is not written directly.
 class DirectWal final : public rocksdb::FSWritableFile {
  public:
   // `fd`: the file, opened with O_DIRECT; `zeros_fd`: the same file, buffered.
@@ -301,14 +303,21 @@ class DirectWal final : public rocksdb::FSWritableFile {
     return rocksdb::IOStatus::OK();
   }
 
-  // The appended bytes go to the disk (its write cache, until a Sync): a
-  // process that dies after a Flush has lost nothing of it.
+  // The appended bytes go to the disk (its write cache, until a Sync), or to
+  // the page cache: a process that dies after a Flush has lost nothing of it.
   rocksdb::IOStatus Flush(const rocksdb::IOOptions&, rocksdb::IODebugContext*) override {
     if (fd_ < 0) return rocksdb::IOStatus::IOError("flush of a closed WAL");
     if (flushed_ == size_) return rocksdb::IOStatus::OK();
     zeros_.Before(size_);
     const uint64_t used = size_ - buf_start_;
-    if (rocksdb::IOStatus s = WriteAll(buf_, PageUp(used), buf_start_); !s.ok()) return s;
+    // A commit that will get an fdatasync (it wrote zeros ahead, or reaches
+    // past them) writes its pages through the page cache: the fdatasync then
+    // writes them with the zeros in one round of I/O, where a direct write
+    // would wait for its own first. They leave the cache with the zeros.
+    const bool through_cache = !zeros_.FlushSuffices(size_) && zeros_.fd() >= 0;
+    const int fd = through_cache ? zeros_.fd() : fd_;
+    if (rocksdb::IOStatus s = WriteAll(fd, buf_, PageUp(used), buf_start_); !s.ok()) return s;
+    if (through_cache) cached_from_ = std::min(cached_from_, buf_start_);
     flushed_ = size_;
     // Keep the last, partly filled page; what follows it in the buffer must
     // read as zeros again.
@@ -329,7 +338,9 @@ class DirectWal final : public rocksdb::FSWritableFile {
     if (barrier_ && zeros_.FlushSuffices(size_))
       return Counted(barrier_->Flush(), counters_, &WalSyncCounters::flushes);
     if (::fdatasync(fd_) != 0) return IoError("WAL fdatasync", errno);
-    const auto [from, to] = zeros_.Synced();
+    auto [from, to] = zeros_.Synced();
+    from = std::min(from, cached_from_);
+    cached_from_ = UINT64_MAX;
     if (to > from && zeros_.fd() >= 0)
       (void)::posix_fadvise(zeros_.fd(), static_cast<off_t>(from), static_cast<off_t>(to - from),
                             POSIX_FADV_DONTNEED);
@@ -414,9 +425,9 @@ class DirectWal final : public rocksdb::FSWritableFile {
     cap_ = kKeptBuffer;
   }
 
-  rocksdb::IOStatus WriteAll(const char* from, uint64_t n, uint64_t at) {
+  rocksdb::IOStatus WriteAll(int fd, const char* from, uint64_t n, uint64_t at) {
     while (n > 0) {
-      ssize_t w = ::pwrite(fd_, from, n, static_cast<off_t>(at));
+      ssize_t w = ::pwrite(fd, from, n, static_cast<off_t>(at));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) return IoError("WAL write", errno);
       if (w == 0) return IoError("WAL write", EIO);
@@ -438,6 +449,9 @@ class DirectWal final : public rocksdb::FSWritableFile {
   uint64_t buf_start_ = 0;  // a page boundary
   uint64_t size_ = 0;       // the WAL's bytes
   uint64_t flushed_ = 0;    // [0, flushed_) is on the disk
+  // Pages from here on were written through the page cache since the last
+  // fdatasync (UINT64_MAX: none).
+  uint64_t cached_from_ = UINT64_MAX;
 };
 
 class WalFileSystem final : public rocksdb::FileSystemWrapper {
@@ -462,11 +476,18 @@ class WalFileSystem final : public rocksdb::FileSystemWrapper {
                                     rocksdb::IODebugContext* dbg) override {
     if (write_ == WalWrite::kDirect && IsWal(name) && !options.use_direct_writes &&
         !options.use_mmap_writes) {
+      // Only where commits are made durable by the flush barrier: a WAL
+      // that gets an fdatasync every commit is written as best for that.
       if (int fd = OpenDirect(name); fd >= 0) {
+        auto barrier = BarrierOf(name, fd);
         // Without a buffered descriptor for the zeros, there are none ahead.
-        const int zeros_fd = ::open(name.c_str(), O_WRONLY | O_CLOEXEC);
-        *file = std::make_unique<DirectWal>(fd, zeros_fd, BarrierOf(name, fd), counters_, options);
-        return rocksdb::IOStatus::OK();
+        const int zeros_fd = barrier ? ::open(name.c_str(), O_WRONLY | O_CLOEXEC) : -1;
+        if (barrier && zeros_fd >= 0) {
+          *file = std::make_unique<DirectWal>(fd, zeros_fd, std::move(barrier), counters_, options);
+          return rocksdb::IOStatus::OK();
+        }
+        if (zeros_fd >= 0) ::close(zeros_fd);
+        ::close(fd);
       }
     }
     rocksdb::IOStatus s = FileSystemWrapper::NewWritableFile(name, options, file, dbg);

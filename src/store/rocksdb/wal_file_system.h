@@ -30,8 +30,8 @@
 //     ext4 with data=journal (file data goes through the journal, which only
 //     an fsync of the file itself commits), always get the fdatasync.
 //
-//  4. With WalWrite::kDirect, where the file system takes direct I/O (ext4,
-//     XFS; tmpfs on recent kernels), the WAL is written with O_DIRECT: a
+//  4. With WalWrite::kDirect, where the file system takes direct I/O and
+//     commits use the flush barrier (3.), the WAL is written with O_DIRECT: a
 //     commit's pages go straight from an aligned buffer to the disk, and its
 //     Sync is left with only the disk's cache to flush (or the fdatasync of
 //     3.). Through the page cache, a commit copied its pages into it, had

@@ -78,6 +78,10 @@ class WalFileSystemTest : public testing::TestWithParam<WalWrite> {
     return w;
   }
 
+  // Whether a WAL in dir_ is written with O_DIRECT: asked for, a file system
+  // that takes it, and commits made durable by the flush barrier.
+  bool WritesDirectly() const;
+
   std::shared_ptr<rocksdb::FileSystem> fs_ =
       NewWalFileSystem(rocksdb::FileSystem::Default(), WalSync::kAuto, nullptr, GetParam());
   std::string dir_;
@@ -167,8 +171,12 @@ bool TakesDirectIo(const std::string& dir) {
   return true;
 }
 
+bool WalFileSystemTest::WritesDirectly() const {
+  return GetParam() == WalWrite::kDirect && TakesDirectIo(dir_) && FlushBarrierIsSafeIn(dir_);
+}
+
 TEST_P(WalFileSystemTest, WritesTheWalWithDirectIoWhereTheFileSystemTakesIt) {
-  const bool direct = GetParam() == WalWrite::kDirect && TakesDirectIo(dir_);
+  const bool direct = WritesDirectly();
   Written wal = CreateAndWrite("000009.log");
   Written other = CreateAndWrite("MANIFEST-000008");
   ASSERT_TRUE(wal.file && other.file);
@@ -178,6 +186,23 @@ TEST_P(WalFileSystemTest, WritesTheWalWithDirectIoWhereTheFileSystemTakesIt) {
   EXPECT_FALSE(*other_flags & O_DIRECT);
   ASSERT_TRUE(wal.file->Close(rocksdb::IOOptions(), nullptr).ok());
   EXPECT_TRUE(ReadAll(wal.path) == wal.appended);
+}
+
+// How many of the pages of `path` in [from, to) are in the page cache.
+size_t CachedPages(const std::string& path, uint64_t from, uint64_t to) {
+  from = from / kPage * kPage;
+  to = (to + kPage - 1) / kPage * kPage;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  void* map = ::mmap(nullptr, to - from, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(from));
+  ::close(fd);
+  if (map == MAP_FAILED) return 0;
+  std::vector<unsigned char> resident((to - from) / kPage);
+  size_t cached = 0;
+  if (::mincore(map, to - from, resident.data()) == 0)
+    for (unsigned char r : resident) cached += r & 1;
+  ::munmap(map, to - from);
+  return cached;
 }
 
 TEST_P(WalFileSystemTest, AFlushedAppendIsInTheFileBeforeAnySync) {
@@ -190,14 +215,27 @@ TEST_P(WalFileSystemTest, AFlushedAppendIsInTheFileBeforeAnySync) {
   w.file->SetPreallocationBlockSize(4 << 20);  // as RocksDB does for a WAL
   std::mt19937 rng(11);
   rocksdb::IOOptions io;
-  for (int i = 0; i < 40; ++i) {
-    // Pieces that end inside a page, on a page's end, and across several.
-    const size_t n = i % 5 == 4 ? kPage - w.appended.size() % kPage : 1 + rng() % (3 * kPage);
-    std::string piece(n, static_cast<char>('A' + i % 26));
+  // A first commit, synced: it writes the zeros ahead and gets the fdatasync,
+  // so that the appends below land in blocks it left written.
+  auto append = [&](const std::string& piece) {
     w.file->PrepareWrite(w.appended.size(), piece.size(), io, nullptr);
     ASSERT_TRUE(w.file->Append(piece, io, nullptr).ok());
     w.appended += piece;
+  };
+  append("first");
+  ASSERT_TRUE(w.file->Sync(io, nullptr).ok());
+  for (int i = 0; i < 40; ++i) {
+    // Pieces that end inside a page, on a page's end, and across several;
+    // about 100 KiB in all, inside the zeros the first commit wrote ahead.
+    const size_t n = i % 5 == 4 ? kPage - w.appended.size() % kPage : 1 + rng() % (2 * kPage);
+    const uint64_t start = w.appended.size();
+    append(std::string(n, static_cast<char>('A' + i % 26)));
     ASSERT_TRUE(w.file->Flush(io, nullptr).ok());
+    // Written directly, the pages did not go through the page cache (the
+    // reads below put them there; a direct write drops them again).
+    if (WritesDirectly()) {
+      EXPECT_EQ(CachedPages(w.path, start, w.appended.size()), 0u) << "after piece " << i;
+    }
     const std::string on_disk = ReadAll(w.path);
     ASSERT_GE(on_disk.size(), w.appended.size());
     ASSERT_TRUE(on_disk.compare(0, w.appended.size(), w.appended) == 0) << "after piece " << i;
@@ -211,8 +249,7 @@ TEST_P(WalFileSystemTest, AFlushedAppendIsInTheFileBeforeAnySync) {
 TEST_P(WalFileSystemTest, ATruncatedWalGoesOnFromItsNewEnd) {
   // RocksDB's own file appends at its old offset after a Truncate (RocksDB
   // truncates only files it writes with direct I/O, and then closes them).
-  if (GetParam() != WalWrite::kDirect || !TakesDirectIo(dir_))
-    GTEST_SKIP() << "the WAL is RocksDB's own file";
+  if (!WritesDirectly()) GTEST_SKIP() << "the WAL is RocksDB's own file";
   Written w = CreateAndWrite("000015.log");
   ASSERT_TRUE(w.file);
   rocksdb::IOOptions io;
@@ -303,24 +340,15 @@ TEST_P(WalFileSystemTest, CommitsInsideBlocksAnFdatasyncWroteFlushTheDiskInstead
 // once the fdatasync that made them durable returned: the direct writes into
 // them then find no cached page to write back or drop.
 TEST_P(WalFileSystemTest, ZerosAheadOfADirectWalLeaveThePageCacheOnceDurable) {
-  if (GetParam() != WalWrite::kDirect || !TakesDirectIo(dir_))
-    GTEST_SKIP() << "the WAL is RocksDB's own file";
+  if (!WritesDirectly()) GTEST_SKIP() << "the WAL is RocksDB's own file";
   CountedWal wal(dir_, WalSync::kAuto, GetParam());
   ASSERT_TRUE(wal.file);
-  wal.Commit(300);  // writes the first zeros ahead, and gets the fdatasync
+  // Writes the first zeros ahead: its pages and the zeros go through the page
+  // cache, and the fdatasync writes them in one go.
+  wal.Commit(300);
   ASSERT_EQ(wal.fdatasyncs(), 1u);
-  const std::string path = dir_ + "/000011.log";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  void* map = ::mmap(nullptr, kWalZeroAhead + kPage, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  ASSERT_NE(map, MAP_FAILED);
-  std::vector<unsigned char> resident((kWalZeroAhead + kPage) / kPage);
-  ASSERT_EQ(::mincore(map, kWalZeroAhead + kPage, resident.data()), 0);
-  ::munmap(map, kWalZeroAhead + kPage);
-  size_t cached = 0;
-  for (unsigned char r : resident) cached += r & 1;
-  EXPECT_EQ(cached, 0u) << "pages of the WAL's first 516 KiB in the page cache";
+  EXPECT_EQ(CachedPages(dir_ + "/000011.log", 0, kWalZeroAhead + kPage), 0u)
+      << "pages of the WAL's first 516 KiB in the page cache";
 }
 
 TEST_P(WalFileSystemTest, WithFdatasyncEveryCommitSyncsTheLog) {
