@@ -278,7 +278,8 @@ class ZeroAheadWal final : public rocksdb::FSWritableFileOwnerWrapper {
 // ZeroAheadWal's; a WAL without a flush barrier is not written directly.
 class DirectWal final : public rocksdb::FSWritableFile {
  public:
-  // `fd`: the file, opened with O_DIRECT; `zeros_fd`: the same file, buffered.
+  // `fd`: the file, opened with O_DIRECT; `zeros_fd`: the same file, buffered;
+  // `barrier`: not null (only a WAL whose commits use it is written directly).
   DirectWal(int fd, int zeros_fd, std::shared_ptr<const FlushBarrier> barrier,
             std::shared_ptr<WalSyncCounters> counters, const rocksdb::FileOptions& options)
       : FSWritableFile(options),
@@ -335,7 +336,7 @@ class DirectWal final : public rocksdb::FSWritableFile {
   // As ZeroAheadWal::Sync, the pages being on the disk already.
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
     if (rocksdb::IOStatus s = Flush(options, dbg); !s.ok()) return s;
-    if (barrier_ && zeros_.FlushSuffices(size_))
+    if (zeros_.FlushSuffices(size_))
       return Counted(barrier_->Flush(), counters_, &WalSyncCounters::flushes);
     if (::fdatasync(fd_) != 0) return IoError("WAL fdatasync", errno);
     auto [from, to] = zeros_.Synced();
@@ -441,7 +442,6 @@ class DirectWal final : public rocksdb::FSWritableFile {
 
   int fd_;
   ZeroAhead zeros_;
-  // Null: every Sync is an fdatasync (WalSync::kFdatasync, or an unsafe file system).
   const std::shared_ptr<const FlushBarrier> barrier_;
   const std::shared_ptr<WalSyncCounters> counters_;
   char* buf_ = nullptr;  // [buf_start_, size_) of the file, then zeros; page-aligned
