@@ -216,10 +216,15 @@ void ChatService::RouteReceipts(const ReceiptsResult& result) {
 }
 
 std::string ChatService::MessageJson(const StoredMessage& m, std::optional<FeedPos> cursor) {
-  auto prefix = MessageFramePrefix({m.conversation_id, m.seq, m.sender, m.body, m.ts});
-  if (cursor) return FinishMessage(prefix, *cursor);
-  prefix.push_back('}');
-  return prefix;
+  std::string out;
+  out.reserve(m.body.size() + m.conversation_id.size() * 2 + m.sender.size() + 160);
+  AppendMessageFramePrefix(out, {m.conversation_id, m.seq, m.sender, m.body, m.ts});
+  if (cursor) {
+    AppendMessageEnd(out, *cursor);
+  } else {
+    out.push_back('}');
+  }
+  return out;
 }
 
 void ChatService::Route(const AppendResult& r) {

@@ -71,11 +71,8 @@ struct MessageView {
   int64_t ts;
 };
 // `{"type":"message",...,"ts":N` without the closing brace: the part shared by
-// every member's copy. Close it with FinishMessage (with a cursor) or "}".
-std::string MessageFramePrefix(const MessageView& m);
+// every member's copy. Close it with AppendMessageEnd (with a cursor) or "}".
 void AppendMessageFramePrefix(std::string& out, const MessageView& m);
-// prefix + ,"cursor":"..."}
-std::string FinishMessage(std::string_view prefix, FeedPos pos);
 // Appends ,"cursor":"..."} to a prefix.
 void AppendMessageEnd(std::string& out, FeedPos pos);
 std::string AckFrame(std::string_view client_msg_id, std::string_view conversation_id, uint64_t seq,

@@ -81,8 +81,9 @@ TEST(Frames, EchoesClientMsgIdAndSaysTooLargeForAnOversizeBody) {
 TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
   std::string body =
       "quote\" backslash\\ newline\n nul" + std::string(1, '\0') + " \xe2\x82\xac <script>";
-  auto prefix = MessageFramePrefix({"conv", 3, "alice", body, 1234});
-  auto frame = FinishMessage(prefix, 17);
+  std::string frame;
+  AppendMessageFramePrefix(frame, {"conv", 3, "alice", body, 1234});
+  AppendMessageEnd(frame, 17);
   auto v = boost::json::parse(frame).as_object();
   EXPECT_EQ(v.at("type").as_string(), "message");
   EXPECT_EQ(v.at("body").as_string(), body);

@@ -58,13 +58,6 @@ std::string HttpErrorBody(ErrorCode code, std::string_view message) {
   return out;
 }
 
-std::string MessageFramePrefix(const MessageView& m) {
-  std::string out;
-  out.reserve(m.body.size() + m.conversation_id.size() * 2 + m.sender.size() + 160);
-  AppendMessageFramePrefix(out, m);
-  return out;
-}
-
 void AppendMessageFramePrefix(std::string& out, const MessageView& m) {
   out.append(R"({"type":"message","conversation_id":")");
   out.append(m.conversation_id);  // server-made: hex, needs no escaping
@@ -78,14 +71,6 @@ void AppendMessageFramePrefix(std::string& out, const MessageView& m) {
   AppendJsonString(out, m.body);
   out.append(R"(,"ts":)");
   AppendDecimal(out, m.ts);
-}
-
-std::string FinishMessage(std::string_view prefix, FeedPos pos) {
-  std::string out;
-  out.reserve(prefix.size() + 32);
-  out.append(prefix);
-  AppendMessageEnd(out, pos);
-  return out;
 }
 
 void AppendMessageEnd(std::string& out, FeedPos pos) {
