@@ -10,6 +10,7 @@ DATA_DIR ?= ./pigeon-data
 
 deps:
 	@bash scripts/install-deps.sh
+	@node tools/uws_relay/install.mjs
 
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -64,34 +64,44 @@ if (steady.length) {
   out.push('![latency percentiles against offered rate](bench/latency-vs-rate.png)', '');
   out.push('![end-to-end latency histograms](bench/latency-histogram.png)', '');
 }
-// ---- the reference relay (pigeon-bench --relay), run beside each steady sweep
-const relay = load(/^relay-\d+\.json$/);
-if (steady.length && relay.length) {
-  out.push(`## The yardstick: the reference relay under the same load (${relay.length} runs)`, '');
-  out.push('`pigeon-bench --relay` (tools/reference_relay.h): bare, non-durable, one thread, run right after each steady',
-    'sweep. The ratio is taken run by run (pigeond\'s sweep against the relay run after it), then the median. The budget\'s',
-    'CPU line comes from a reference day on which a bare relay spent 17-21 µs per message and uWebSockets 34 µs',
-    '(../shared/STACK.md, issue 5): pigeond meets it, on that scale, when the ratio times 19 µs is at most 34 µs (ratio 1.79).', '');
-  out.push('| offered | pigeond CPU / msg | relay CPU / msg | pigeond / relay (median of runs) | × 19 µs | relay e2e p50, p99 | relay audit |');
-  out.push('|---|---|---|---|---|---|---|');
-  const rates = [...new Set(relay.flatMap((r) => r.rounds.map((x) => x.offered_rate)))].sort((a, b) => a - b);
+// ---- the CPU line's peers, each run right after each steady sweep under the same load:
+// uWebSockets (pigeon-bench --uws), the budget's own peer, and the bare reference relay
+// (pigeon-bench --relay). Ratios are taken run by run, then the median.
+const peerTable = (runs, title, intro) => {
+  out.push(`## ${title} (${runs.length} runs)`, '', ...intro, '');
+  out.push('| offered | pigeond CPU / msg | peer CPU / msg | pigeond / peer: median (each run) | peer e2e p50, p99 | peer audit |');
+  out.push('|---|---|---|---|---|---|');
+  const rates = [...new Set(runs.flatMap((r) => r.rounds.map((x) => x.offered_rate)))].sort((a, b) => a - b);
   for (const rate of rates) {
     const at = (r) => r.rounds.find((x) => x.offered_rate === rate);
-    const rr = relay.map(at).filter(Boolean);
+    const rr = runs.map(at).filter(Boolean);
     const ratios = [];
-    relay.forEach((r, i) => {
+    runs.forEach((r, i) => {
       const p = steady[i] && at(steady[i]), q = at(r);
       if (p && q && q.server_cpu_us_per_msg > 0) ratios.push(p.server_cpu_us_per_msg / q.server_cpu_us_per_msg);
     });
     const pm = median(steady.map(at).filter(Boolean).map((x) => x.server_cpu_us_per_msg));
-    const ratio = median(ratios);
     out.push(`| ${n(rate)}/s | ${f(pm, 1)} µs | ${f(median(rr.map((x) => x.server_cpu_us_per_msg)), 1)} µs | ` +
-      `${f(ratio)} (${ratios.map((x) => f(x)).join(', ')}) | ${f(ratio * 19, 1)} µs | ` +
+      `**${f(median(ratios))}** (${ratios.map((x) => f(x)).join(', ')}) | ` +
       `${f(median(rr.map((x) => x.e2e_latency.p50_ms)))}, ${f(median(rr.map((x) => x.e2e_latency.p99_ms)))} ms | ` +
       `${rr.filter((x) => x.audit_pass).length}/${rr.length} PASS |`);
   }
   out.push('');
-}
+};
+const uws = load(/^uws-\d+\.json$/);
+if (steady.length && uws.length)
+  peerTable(uws, 'The CPU line\'s peer: uWebSockets under the same load', [
+    '`pigeon-bench --uws` (tools/uws_relay): uWebSockets through its Node binding (uWS.js v20), non-durable, relaying',
+    'as a Node app on it would (JSON.parse of each frame, JSON.stringify of each frame sent), run right after each steady',
+    'sweep. The budget\'s CPU line is uWebSockets\' figure from a reference day (34 µs per message at 5,000/s): pigeond',
+    'meets it when its CPU per message is at most uWebSockets\' in the same run, a ratio of at most 1.00, at 5,000/s and',
+    'at 10,000/s.']);
+const relay = load(/^relay-\d+\.json$/);
+if (steady.length && relay.length)
+  peerTable(relay, 'The floor: the bare reference relay under the same load', [
+    '`pigeon-bench --relay` (tools/reference_relay.h): bare, non-durable, one thread, no JSON, run right after each steady',
+    'sweep: what relaying costs on this host in the hour of the run. On the reference day a bare relay spent 17-21 µs per',
+    'message and uWebSockets 34 µs (../shared/STACK.md, issue 5), a ratio of 1.6-2.0.']);
 
 const paced = load(/^paced-\d+\.json$/);
 if (paced.length) {

@@ -13,12 +13,15 @@ OUT=bench/results
 mkdir -p "$OUT" docs/bench
 rm -f "$OUT"/*.json
 ulimit -c 0
+node tools/uws_relay/install.mjs  # uWebSockets for --uws (npm registry, pinned and checked)
 command -v gnuplot >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq gnuplot-nox >/dev/null; } || true
 B="$BUILD/pigeon-bench"
 "$BUILD/micro_bench" --benchmark_min_time=0.5 --benchmark_out="$OUT/micro.json" --benchmark_out_format=json
 for run in $(seq "$RUNS"); do
   "$B" --json "$OUT/steady-$run.json" steady --rates 5000,10000,15000,20000,25000,30000,40000,50000 --duration 5
-  # The same load on the reference relay right after: the run's own yardstick for the CPU line.
+  # The same load right after on the CPU line's peer, uWebSockets, and on the bare reference
+  # relay (this host's floor): the run's own yardsticks for the CPU line.
+  "$B" --uws --json "$OUT/uws-$run.json" steady --rates 5000,10000 --duration 5
   "$B" --relay --json "$OUT/relay-$run.json" steady --rates 5000,10000 --duration 5
   "$B" --json "$OUT/paced-$run.json" steady --pace --rates 5000,10000,25000 --duration 5
   "$B" --json "$OUT/burst-$run.json" burst --messages 20

@@ -326,7 +326,8 @@ struct Target {
   std::unique_ptr<TestServer> own;
   uint16_t port = 0;
   pid_t pid = 0;
-  pid_t relay_pid = 0;
+  pid_t relay_pid = 0;  // the reference relay's or uWS's process
+  const char* peer = "reference relay";
   std::vector<Account> seeded;
 
   Target() = default;
@@ -360,6 +361,47 @@ struct Target {
     for (int i = 0; i < users; ++i) seeded.push_back({RelayUserId(i), RelayUserId(i), "relay"});
     std::fprintf(stderr, "reference relay (bare, non-durable, one thread) on port %u, pid %d\n",
                  port, static_cast<int>(relay_pid));
+  }
+  // Starts the budget's own peer, uWebSockets through its Node binding
+  // (tools/uws_relay/relay.mjs, fetched by its install.mjs), on the ephemeral
+  // port it reports on stdout; accounts as the reference relay's.
+  void StartUws(int users) {
+    const std::string script = std::string(PIGEON_SOURCE_DIR) + "/tools/uws_relay/relay.mjs";
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("uws: pipe failed");
+    std::fflush(nullptr);
+    relay_pid = ::fork();
+    if (relay_pid < 0) throw std::runtime_error("uws: fork failed");
+    if (relay_pid == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::execlp("node", "node", script.c_str(), nullptr);
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string line;
+    pollfd p{out[0], POLLIN, 0};
+    const int64_t deadline = NowNs() + 10'000'000'000;
+    while (line.find('\n') == std::string::npos && NowNs() < deadline && ::poll(&p, 1, 100) >= 0) {
+      char buf[64];
+      if (!(p.revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = ::read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    ::close(out[0]);
+    unsigned got = 0;
+    if (std::sscanf(line.c_str(), "port %u", &got) != 1 || got == 0 || got > 65535) {
+      StopRelay();
+      throw std::runtime_error("uws: " + script +
+                               " did not start (is uWS.js installed? node "
+                               "tools/uws_relay/install.mjs)");
+    }
+    port = static_cast<uint16_t>(got);
+    pid = relay_pid;
+    peer = "uWebSockets (uWS.js via Node)";
+    for (int i = 0; i < users; ++i) seeded.push_back({RelayUserId(i), RelayUserId(i), "relay"});
+    std::fprintf(stderr, "%s on port %u, pid %d\n", peer, port, static_cast<int>(relay_pid));
   }
   void StopRelay() {
     if (relay_pid <= 0) return;
@@ -441,7 +483,8 @@ struct Plan {
   // sends what is due whenever it wakes: on a frame from the server, or after
   // 1 ms. Then its sends bunch up right after each commit's acks arrive.
   bool pace = false;
-  bool relay = false;  // the server is the reference relay: no store to read
+  bool relay = false;  // the server is a relay (reference or uWS): no store to read
+  const char* peer = "pigeond";
 };
 
 struct Round {
@@ -1123,6 +1166,7 @@ Plan MakePlan(Target& t, int nusers, int body, int procs, bool pace = false) {
   plan.procs = procs;
   plan.pace = pace;
   plan.relay = t.relay_pid > 0;
+  plan.peer = plan.relay ? t.peer : "pigeond";
   return plan;
 }
 
@@ -1141,7 +1185,7 @@ int Traffic(Target& t, const Plan& plan, const std::vector<Round>& rounds, const
   if (!rounds.empty() && !rounds[0].burst && rounds.size() > 1)
     std::printf("highest offered rate with e2e p99 < 50 ms (audited): %.0f msg/s\n", best);
   report = {{"scenario", scenario},
-            {"server", plan.relay ? "reference relay" : "pigeond"},
+            {"server", plan.peer},
             {"users", plan.users.size()},
             {"procs", plan.procs},
             {"body_bytes", plan.body_bytes},
@@ -1497,6 +1541,10 @@ int main(int argc, char** argv) {
                "measure the reference relay instead of pigeond (steady and burst only): bare, "
                "non-durable, one thread (tools/reference_relay.h), under the same load; this "
                "machine's floor in the same run, for the budget's ratios");
+  bool uws = false;
+  app.add_flag("--uws", uws,
+               "measure uWebSockets instead of pigeond (steady and burst only): the budget's own "
+               "peer, uWS.js through Node (tools/uws_relay), non-durable, under the same load");
   app.add_option("--server-arg", server_args,
                  "passed to the pigeond it starts, e.g. --server-arg=--commit-delay-us=500");
   int sockets = 5000;
@@ -1543,12 +1591,20 @@ int main(int argc, char** argv) {
   json::object report;
   int rc;
   try {
-    if (relay) {
-      if (port != 0 || !server_args.empty() || !(steady->parsed() || burst->parsed())) {
-        std::cerr << "--relay goes with steady or burst, and neither --port nor --server-arg\n";
+    if (relay || uws) {
+      if (relay && uws) {
+        std::cerr << "--relay or --uws, not both\n";
         return 2;
       }
-      target.StartRelay(users + users % 2);
+      if (port != 0 || !server_args.empty() || !(steady->parsed() || burst->parsed())) {
+        std::cerr << (relay ? "--relay" : "--uws")
+                  << " goes with steady or burst, and neither --port nor --server-arg\n";
+        return 2;
+      }
+      if (relay)
+        target.StartRelay(users + users % 2);
+      else
+        target.StartUws(users + users % 2);
     } else if (port == 0) {
       int need = idle->parsed()      ? sockets
                  : catchup->parsed() ? 2
