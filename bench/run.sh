@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The standard benchmark runs (about 6 minutes): microbenchmarks, then the
+# The standard benchmark runs (about 8 minutes): microbenchmarks, then the
 # pigeon-bench scenarios, each against a fresh pigeond (fsync on, default
 # configuration), three runs each. Raw results go to bench/results/*.json;
 # bench/report.js then writes docs/benchmarks-results.md (medians) and the
