@@ -6,10 +6,14 @@ JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
 
-.PHONY: deps build build-asan build-tsan run test test-release test-asan test-tsan bench format format-check clean
+.PHONY: deps peers build build-asan build-tsan run test test-release test-asan test-tsan bench format format-check clean
 
 deps:
 	@bash scripts/install-deps.sh
+
+# uWebSockets (uWS.js through Node) for `pigeon-bench --uws`, the CPU line's peer:
+# from the npm registry, pinned and hash-checked. Only tests and benchmarks need it.
+peers: deps
 	@node tools/uws_relay/install.mjs
 
 build: deps
@@ -27,22 +31,22 @@ build-tsan: deps
 run: build
 	$(BUILD)/pigeond --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-test-release: build
+test-release: build peers
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan: build-asan
+test-asan: build-asan peers
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2
 
 # The same tests under ThreadSanitizer: a connection's state may be run by its
 # network thread or by the committer (borrowed turns, docs/architecture.md).
-test-tsan: build-tsan
+test-tsan: build-tsan peers
 	bash scripts/test-tsan.sh $(TSAN_BUILD)
 
 test: format-check test-release test-asan test-tsan
 
 # Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
-bench: build
+bench: build peers
 	BUILD=$(BUILD) bash bench/run.sh
 
 format:

@@ -5,7 +5,7 @@
 // this Node (its platform, architecture and ABI) and the loader are kept.
 // Idempotent: returns at once when they are in place.
 //
-// Usage: node tools/uws_relay/install.mjs   (make bench and make test run it)
+// Usage: node tools/uws_relay/install.mjs   (`make peers`; make test and make bench run it)
 import {createHash} from 'node:crypto';
 import {execFileSync} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync}
@@ -36,9 +36,17 @@ function installed() {
 
 if (!installed()) {
   const url = `${registry}${NAME}/-/${NAME}-${VERSION}.tgz`;
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  const tgz = Buffer.from(await res.arrayBuffer());
+  let tgz;
+  for (let attempt = 1; !tgz; ++attempt) {  // a registry hiccup is not a failed build
+    try {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      tgz = Buffer.from(await res.arrayBuffer());
+    } catch (e) {
+      if (attempt === 3) throw new Error(`${url}: ${e.message}`);
+      await new Promise((done) => setTimeout(done, 2000 * attempt));
+    }
+  }
   const got = 'sha512-' + createHash('sha512').update(tgz).digest('base64');
   if (got !== INTEGRITY) throw new Error(`${url}: integrity ${got}, expected ${INTEGRITY}`);
   const work = mkdtempSync(join(tmpdir(), 'uws-pack-'));
