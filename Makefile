@@ -46,7 +46,8 @@ test-tsan: build-tsan peers
 test: format-check test-release test-asan test-tsan
 
 # Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
-bench: build peers
+# bench/run.sh fetches uWebSockets itself (as `make peers`).
+bench: build
 	BUILD=$(BUILD) bash bench/run.sh
 
 format:

@@ -86,7 +86,7 @@ void BM_CommitMessagesRandomIds(benchmark::State& state) { CommitMessages(state,
 BENCHMARK(BM_CommitMessagesRandomIds)->Arg(256)->Arg(4096)->UseRealTime();
 
 // As pigeond's committer at 5,000/s: a commit of 16 messages every 2 ms, the
-// thread asleep in between. Its CPU time per commit is about 2.5 times a
+// thread asleep in between. Its CPU time per commit is about 2.3 times a
 // back-to-back one's on the machine we measure on (benchmarks.md, fifteenth
 // round): the store's data and code are out of the caches after each sleep.
 void BM_CommitMessagesEvery2ms(benchmark::State& state) { CommitMessages(state, false, 2000); }

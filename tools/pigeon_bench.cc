@@ -326,8 +326,8 @@ struct Target {
   std::unique_ptr<TestServer> own;
   uint16_t port = 0;
   pid_t pid = 0;
-  pid_t relay_pid = 0;  // the reference relay's or uWS's process
-  const char* peer = "reference relay";
+  pid_t relay_pid = 0;    // the reference relay's or uWS's process
+  const char* peer = "";  // which relay
   std::vector<Account> seeded;
 
   Target() = default;
@@ -357,10 +357,7 @@ struct Target {
     if (relay_pid < 0) throw std::runtime_error("relay: fork failed");
     if (relay_pid == 0) RunReferenceRelay(fd);
     ::close(fd);
-    pid = relay_pid;
-    for (int i = 0; i < users; ++i) seeded.push_back({RelayUserId(i), RelayUserId(i), "relay"});
-    std::fprintf(stderr, "reference relay (bare, non-durable, one thread) on port %u, pid %d\n",
-                 port, static_cast<int>(relay_pid));
+    Started("reference relay", "reference relay (bare, non-durable, one thread)", users);
   }
   // Starts the budget's own peer, uWebSockets through its Node binding
   // (tools/uws_relay/relay.mjs, fetched by its install.mjs), on the ephemeral
@@ -398,10 +395,15 @@ struct Target {
                                "tools/uws_relay/install.mjs)");
     }
     port = static_cast<uint16_t>(got);
+    Started("uWebSockets (uWS.js via Node)", "uWebSockets (uWS.js via Node)", users);
+  }
+  // A relay (relay_pid) listens on `port`: it has `users` accounts, whose
+  // tokens are their user ids.
+  void Started(const char* name, const char* description, int users) {
     pid = relay_pid;
-    peer = "uWebSockets (uWS.js via Node)";
+    peer = name;
     for (int i = 0; i < users; ++i) seeded.push_back({RelayUserId(i), RelayUserId(i), "relay"});
-    std::fprintf(stderr, "%s on port %u, pid %d\n", peer, port, static_cast<int>(relay_pid));
+    std::fprintf(stderr, "%s on port %u, pid %d\n", description, port, static_cast<int>(relay_pid));
   }
   void StopRelay() {
     if (relay_pid <= 0) return;
