@@ -78,6 +78,54 @@ TEST(Frames, EchoesClientMsgIdAndSaysTooLargeForAnOversizeBody) {
             ErrorCode::kBadRequest);
 }
 
+// Frames parse with simdjson, and those it refuses with boost::json, as all
+// frames did before: either way a frame means the same.
+TEST(Frames, ParseTheSameWhicheverParserTakesThem) {
+  // An integer beyond 64 bits in an unknown field: JSON, refused by simdjson.
+  EXPECT_EQ(std::get<SendFrame>(
+                Ok(R"({"type":"send","conversation_id":"c","client_msg_id":"m","body":"b",)"
+                   R"("n":123456789012345678901234567890})"))
+                .body,
+            "b");
+  // Nesting: up to 16 levels is taken (boost::json's limit), 17 is refused.
+  auto nested = [](int depth) {
+    return R"({"type":"ping","x":)" + std::string(depth - 1, '[') + std::string(depth - 1, ']') +
+           "}";
+  };
+  EXPECT_TRUE(std::holds_alternative<PingFrame>(Ok(nested(2))));
+  EXPECT_TRUE(std::holds_alternative<PingFrame>(Ok(nested(12))));
+  EXPECT_TRUE(std::holds_alternative<PingFrame>(Ok(nested(16))));
+  EXPECT_EQ(Err(nested(17)).code, ErrorCode::kBadRequest);
+  // A repeated key: the last one counts.
+  EXPECT_TRUE(std::holds_alternative<PingFrame>(Ok(R"({"type":"send","type":"ping"})")));
+  EXPECT_EQ(std::get<ReadFrame>(Ok(R"({"type":"read","conversation_id":"c","seq":1,"seq":9})")).seq,
+            9u);
+  EXPECT_EQ(Err(R"({"type":"read","conversation_id":"c","seq":1,"seq":-1})").code,
+            ErrorCode::kBadRequest);
+  EXPECT_EQ(std::get<ReadFrame>(Ok(R"({"type":"read","conversation_id":"c",)"
+                                   R"("seq":18446744073709551615})"))
+                .seq,
+            18446744073709551615u);
+  // A frame over the reused parser's 64 KiB: 30,000 escaped characters.
+  std::string big = R"({"type":"send","conversation_id":"c","client_msg_id":"m","body":")";
+  for (int i = 0; i < 30000; ++i) big += "\\u00e9";
+  big += "\"}";
+  FrameLimits limits;
+  limits.max_body_bytes = 1 << 20;
+  auto r = ParseClientFrame(big, limits);
+  ASSERT_TRUE(std::holds_alternative<ClientFrame>(r));
+  EXPECT_EQ(std::get<SendFrame>(std::get<ClientFrame>(r)).body.size(), 60000u);
+  std::string users = R"({"type":"presence_subscribe","users":[)";
+  for (int i = 0; i < 1001; ++i) users += (i ? ",\"u\"" : "\"u\"");
+  EXPECT_EQ(Err(users + "]}").message, "at most 1000 users per presence_subscribe");
+  EXPECT_EQ(Err(R"({"type":"presence_subscribe","users":"a"})").message,
+            "presence_subscribe needs an array \"users\"");
+  EXPECT_EQ(Err(R"({"type":"presence_subscribe","users":["a",1]})").message,
+            "\"users\" must hold strings");
+  EXPECT_EQ(Err("[1]").message, "frame is not a JSON object");
+  EXPECT_EQ(Err("{").message, "frame is not valid JSON");
+}
+
 TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
   std::string body =
       "quote\" backslash\\ newline\n nul" + std::string(1, '\0') + " \xe2\x82\xac <script>";
