@@ -218,7 +218,12 @@ std::variant<ClientFrame, FrameError> ParseClientFrame(std::string_view text,
   } else if (auto own = NewParser(text.size()); own && FieldsBySimdjson(text, *own, f)) {
     return FrameOf(f, limits);  // while `own` still holds the strings
   }
-  f = Fields{};
+  return ParseClientFrameWithBoostJson(text, limits);
+}
+
+std::variant<ClientFrame, FrameError> ParseClientFrameWithBoostJson(std::string_view text,
+                                                                    const FrameLimits& limits) {
+  Fields f;
   unsigned char buf[4096];  // small frames parse without touching the heap
   json::monotonic_resource mr(buf, sizeof(buf));
   json::value v;

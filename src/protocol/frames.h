@@ -52,6 +52,10 @@ struct FrameError {
 // are ignored; anything missing, mistyped or out of range is a FrameError.
 std::variant<ClientFrame, FrameError> ParseClientFrame(std::string_view text,
                                                        const FrameLimits& limits);
+// The same with Boost.JSON alone, as every frame was parsed before simdjson:
+// ParseClientFrame must answer each text exactly as this does (for tests).
+std::variant<ClientFrame, FrameError> ParseClientFrameWithBoostJson(std::string_view text,
+                                                                    const FrameLimits& limits);
 
 // ---- server frames --------------------------------------------------------
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <random>
+#include <type_traits>
 
 namespace pigeon {
 namespace {
@@ -124,6 +126,82 @@ TEST(Frames, ParseTheSameWhicheverParserTakesThem) {
             "\"users\" must hold strings");
   EXPECT_EQ(Err("[1]").message, "frame is not a JSON object");
   EXPECT_EQ(Err("{").message, "frame is not valid JSON");
+}
+
+// What a parse result says, in full, for comparing two parsers' answers.
+std::string Describe(const std::variant<ClientFrame, FrameError>& r) {
+  if (auto* e = std::get_if<FrameError>(&r))
+    return "error " + std::to_string(static_cast<int>(e->code)) + " " + e->message +
+           " cmid=" + (e->client_msg_id ? "[" + *e->client_msg_id + "]" : "none");
+  return std::visit(
+      [](const auto& f) -> std::string {
+        using F = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<F, SendFrame>) {
+          return "send [" + f.conversation_id + "] [" + f.client_msg_id + "] [" + f.body + "]";
+        } else if constexpr (std::is_same_v<F, ReceivedFrame>) {
+          return "received " + std::to_string(f.pos);
+        } else if constexpr (std::is_same_v<F, ReadFrame>) {
+          return "read [" + f.conversation_id + "] " + std::to_string(f.seq);
+        } else if constexpr (std::is_same_v<F, TypingFrame>) {
+          return "typing [" + f.conversation_id + "] " + (f.composing ? "composing" : "paused");
+        } else if constexpr (std::is_same_v<F, PresenceSubscribeFrame>) {
+          std::string out = "presence";
+          for (auto& u : f.users) out += " [" + u + "]";
+          return out;
+        } else {
+          return "ping";
+        }
+      },
+      std::get<ClientFrame>(r));
+}
+
+// Every frame means what it meant when Boost.JSON parsed them all: valid
+// frames of each type and 200,000 mutations of them (bytes flipped, cut,
+// doubled, or replaced with JSON's own punctuation), compared answer by answer.
+TEST(Frames, SimdjsonAnswersEveryFrameAsBoostJsonDid) {
+  const std::vector<std::string> seeds = {
+      R"({"type":"send","conversation_id":"d:alice:bob","client_msg_id":"5f0c-11","body":"hi \u00e9\n"})",
+      R"({"type":"received","cursor":"f000000000000000a"})",
+      R"({"type":"read","conversation_id":"c","seq":7})",
+      R"({"type":"typing","conversation_id":"c","state":"composing"})",
+      R"({"type":"presence_subscribe","users":["a","b\"c"]})",
+      R"({"type":"ping","x":[1,2.5,-3,true,false,null,{"y":"z"}],"n":12345678901234567890})",
+      R"( { "body" : "b" , "type" : "send" , "client_msg_id" : "m" , "conversation_id" : "c" } )",
+  };
+  const std::string punctuation = "{}[]\":,\\ 0-.eEtfnu";
+  FrameLimits limits;
+  limits.max_body_bytes = 8;
+  std::mt19937 rng(7);
+  size_t compared = 0, frames = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string text = seeds[rng() % seeds.size()];
+    for (int edits = 1 + static_cast<int>(rng() % 3); edits > 0 && !text.empty(); --edits) {
+      size_t at = rng() % text.size();
+      switch (rng() % 4) {
+        case 0:
+          text[at] = punctuation[rng() % punctuation.size()];
+          break;
+        case 1:
+          text[at] = static_cast<char>(rng() % 256);
+          break;
+        case 2:
+          text.erase(at, 1 + rng() % 4);
+          break;
+        default:
+          text.insert(at, text.substr(at, 1 + rng() % 8));
+      }
+    }
+    const std::string mine = Describe(ParseClientFrame(text, limits));
+    const std::string boost = Describe(ParseClientFrameWithBoostJson(text, limits));
+    ASSERT_EQ(mine, boost) << text;
+    ++compared;
+    if (!mine.starts_with("error")) ++frames;
+  }
+  for (auto& seed : seeds)
+    EXPECT_EQ(Describe(ParseClientFrame(seed, {})),
+              Describe(ParseClientFrameWithBoostJson(seed, {})));
+  EXPECT_EQ(compared, 200000u);
+  EXPECT_GT(frames, 4000u);  // the mutations reach valid frames too, not only errors
 }
 
 TEST(Frames, ServerFramesAreValidJsonWithEscapedStrings) {
