@@ -469,15 +469,23 @@ FeedPos RocksStore::ReadHead(std::string_view user) {
 
 Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
                                   std::string_view value) {
-  FeedPos pos = ++Head(user);
+  return AppendToFeed(batch, user, CachedUserOf(user), value);
+}
+
+Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
+                                  CachedUser& u, std::string_view value) {
+  if (!u.head_read) {
+    u.head = ReadHead(user);
+    u.head_read = true;
+  }
+  const FeedPos pos = ++u.head;
   AssignKeyNum(feed_key_, 'F', user, pos);
   (void)batch.Put(feed_key_, value);
   return Delivery{user, pos};
 }
 
-FeedPos& RocksStore::Head(const std::string& user) {
-  if (auto it = heads_.find(user); it != heads_.end()) return it->second;
-  return heads_.emplace(user, ReadHead(user)).first->second;
+RocksStore::CachedUser& RocksStore::CachedUserOf(const std::string& user) {
+  return users_.try_emplace(user).first->second;
 }
 
 OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, WriteOp& wop, int64_t now_ms) {
@@ -513,7 +521,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession
   DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
   DeleteKey(batch, TokenKey(o.token_hash));
   DeleteKey(batch, Key2('D', s.user_id, s.device_id));
-  push_users_.erase(s.user_id);
+  if (auto it = users_.find(s.user_id); it != users_.end()) it->second.push = -1;
   return {Status::Ok(), std::move(s)};
 }
 
@@ -568,9 +576,10 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, i
   const std::string& feed_value = value_;
   a.fanout.reserve(c->members.size());
   for (auto& m : c->members) {
-    const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, feed_value)).pos;
+    CachedUser& u = CachedUserOf(m);
+    const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, u, feed_value)).pos;
     // Into the outbox, in this same commit, for members with a push device.
-    if (m == o.sender || !UserHasPush(m)) continue;
+    if (m == o.sender || !UserHasPush(m, u)) continue;
     OutboxEntry box;
     std::string bv;
     if (!GetKey(OutboxKey(m), &bv) || !DecodeOutbox(bv, &box))
@@ -707,8 +716,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& 
   return {};
 }
 
-bool RocksStore::UserHasPush(const std::string& user) {
-  if (auto it = push_users_.find(user); it != push_users_.end()) return it->second;
+bool RocksStore::UserHasPush(const std::string& user, CachedUser& u) {
+  if (u.push >= 0) return u.push != 0;
   bool has = false;
   std::string prefix = Key2('D', user, "");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
@@ -720,8 +729,7 @@ bool RocksStore::UserHasPush(const std::string& user) {
         d.push.provider != PushRegistration::Provider::kNone)
       has = true;
   }
-  if (push_users_.size() > options_.max_cached) push_users_.clear();
-  push_users_[user] = has;
+  u.push = has ? 1 : 0;
   return has;
 }
 
@@ -732,8 +740,11 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, i
     return {Status(ErrorCode::kNotFound, "no such device"), {}};
   d.push = o.push;
   PutKey(batch, std::move(key), EncodeDevice(d));
-  push_users_.erase(o.user_id);
-  if (o.push.provider != PushRegistration::Provider::kNone) push_users_[o.user_id] = true;
+  // Another device may still have one: read again at the next message, unless this one has.
+  if (o.push.provider != PushRegistration::Provider::kNone)
+    CachedUserOf(o.user_id).push = 1;
+  else if (auto it = users_.find(o.user_id); it != users_.end())
+    it->second.push = -1;
   return {};
 }
 
@@ -790,13 +801,12 @@ Status RocksStore::Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<Op
   if (!s.ok()) {
     // The cached counters ran ahead of what is durable: forget them.
     conversations_.clear();
-    heads_.clear();
-    push_users_.clear();
+    users_.clear();
     results->clear();
     return FromRocks(s);
   }
   if (conversations_.size() > options_.max_cached) conversations_.clear();
-  if (heads_.size() > options_.max_cached) heads_.clear();
+  if (users_.size() > options_.max_cached) users_.clear();
   return Status::Ok();
 }
 

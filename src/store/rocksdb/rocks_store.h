@@ -118,10 +118,20 @@ class RocksStore final : public MessageStore {
   // The overlay's entry for `key`, a fresh one if the batch has none.
   OverlayEntry& OverlayEntryFor(std::string_view key);
   Conversation* LoadConversation(const std::string& id);
-  // The cached head of a feed: a reference valid until the next Head() call.
-  FeedPos& Head(const std::string& user);
+  // What the committer caches of a user: its feed's head and whether any of
+  // its devices has a push registration, each read from the store on first
+  // use. One entry, so a message's member costs one lookup for both.
+  struct CachedUser {
+    FeedPos head = 0;
+    bool head_read = false;
+    int8_t push = -1;  // -1: not read yet
+  };
+  // The user's entry: a reference valid until the next CachedUserOf() call.
+  CachedUser& CachedUserOf(const std::string& user);
   // The next entry of `user`'s feed, holding `value`: its position and key.
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
+                        std::string_view value);
+  Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user, CachedUser& u,
                         std::string_view value);
   FeedPos ReadHead(std::string_view user);
   OpResult Apply(rocksdb::WriteBatch& batch, WriteOp& op, int64_t now_ms);
@@ -137,8 +147,8 @@ class RocksStore final : public MessageStore {
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t now_ms);
-  // Whether any device of `user` has a push registration (cached).
-  bool UserHasPush(const std::string& user);
+  // Whether any device of `user` (cached as `u`) has a push registration.
+  bool UserHasPush(const std::string& user, CachedUser& u);
   ReadMarks GetMarks(const std::string& conv, const std::string& user);
   // Appends `r` to the feeds of `to`.
   ReceiptResult AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
@@ -169,8 +179,7 @@ class RocksStore final : public MessageStore {
   // table grows.
   boost::unordered_flat_map<std::string, std::unique_ptr<Conversation>, std::hash<std::string>>
       conversations_;
-  boost::unordered_flat_map<std::string, FeedPos, std::hash<std::string>> heads_;
-  boost::unordered_flat_map<std::string, bool, std::hash<std::string>> push_users_;
+  boost::unordered_flat_map<std::string, CachedUser, std::hash<std::string>> users_;
 };
 
 }  // namespace pigeon
