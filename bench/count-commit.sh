@@ -7,7 +7,7 @@
 # change too small for this machine's timing noise is still measured before
 # and after (run it on both builds). They are not time: the simulated caches
 # are the process's own, never evicted by another, and the kernel is not in it.
-#   bash bench/count-commit.sh [path/to/micro_bench]   (about 3 minutes)
+#   bash bench/count-commit.sh [path/to/micro_bench]   (about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MICRO=${1:-build/micro_bench}

@@ -790,7 +790,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o
 Status RocksStore::Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<OpResult>* results) {
   // RocksDB counts into a thread's perf context by default (kEnableCount): a
   // thread-local access through __tls_get_addr at each of a message's ~20 key
-  // comparisons, and nothing here reads the counts. Per thread; one store write.
+  // comparisons, and nothing here reads the counts. The level is the calling
+  // thread's; setting it is one thread-local write.
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   if (!batch_ || batch_->GetDataSize() > (1 << 20))
     batch_ = std::make_unique<rocksdb::WriteBatch>();
