@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(cmake ninja-build g++ pkg-config make
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  librocksdb-dev libsimdjson-dev libspdlog-dev libfmt-dev
+  librocksdb-dev libsimdjson-dev libxxhash-dev libspdlog-dev libfmt-dev
   libssl-dev libsodium-dev libcli11-dev libtomlplusplus-dev prometheus-cpp-dev
   libcurl4-openssl-dev libnghttp2-dev openssl nodejs
   libgtest-dev libgmock-dev libbenchmark-dev clang-format)

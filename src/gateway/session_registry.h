@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bus/message_bus.h"
+#include "core/string_hash.h"
 
 namespace pigeon {
 
@@ -20,8 +21,10 @@ class SessionRegistry final : public DeliverySink {
  public:
   // Open addressing: a delivery's lookup touches a group of slots, not a
   // bucket and then a node.
+  // A user's key is hashed once per call: the same hash picks the shard
+  // (ShardOf) and the slot in its tables.
   using ConnMap = boost::unordered_flat_map<std::string, std::vector<std::shared_ptr<Connection>>,
-                                            std::hash<std::string>>;
+                                            StringHash, StringEqual>;
   void Add(const std::shared_ptr<Connection>& c);
   // Whether the device has a live authenticated socket on this node.
   bool HasDevice(const std::string& user, const std::string& device);
@@ -43,7 +46,7 @@ class SessionRegistry final : public DeliverySink {
     ConnMap users;
     ConnMap watchers;
   };
-  Shard& ShardFor(const std::string& user);
+  Shard& ShardOf(const HashedString& user);
   std::array<Shard, 64> shards_;
 };
 

@@ -5,11 +5,11 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <new>
 #include <string_view>
 #include <vector>
 
+#include "core/string_hash.h"
 #include "store/rocksdb/iterator_pool.h"
 
 namespace pigeon {
@@ -95,7 +95,7 @@ class HashRep final : public rocksdb::MemTableRep {
   // sequence and type).
   std::atomic<Node*>& Bucket(const Slice& internal_key) const {
     const std::string_view user(internal_key.data(), internal_key.size() - 8);
-    return buckets_[std::hash<std::string_view>()(user) & mask_];
+    return buckets_[HashString(user) & mask_];
   }
   // The first node of `key`'s chain at or after it, or null.
   Node* FindGreaterOrEqual(const Slice& key) const {

@@ -402,7 +402,7 @@ RocksStore::~RocksStore() {
 // ---- committer side ---------------------------------------------------------
 
 bool RocksStore::GetKey(std::string_view key, std::string* value) {
-  if (auto it = overlay_.find(key); it != overlay_.end()) {
+  if (auto it = overlay_.find(HashedString(key)); it != overlay_.end()) {
     const OverlayEntry& e = overlay_entries_[it->second];
     if (!e.present) return false;
     value->assign(e.value);
@@ -412,11 +412,13 @@ bool RocksStore::GetKey(std::string_view key, std::string* value) {
 }
 
 RocksStore::OverlayEntry& RocksStore::OverlayEntryFor(std::string_view key) {
-  if (auto it = overlay_.find(key); it != overlay_.end()) return overlay_entries_[it->second];
+  // Hashed once: the index keeps the hash with its view of the entry's key.
+  const HashedString k(key);
+  if (auto it = overlay_.find(k); it != overlay_.end()) return overlay_entries_[it->second];
   if (overlay_used_ == overlay_entries_.size()) overlay_entries_.emplace_back();
   OverlayEntry& e = overlay_entries_[overlay_used_];
   e.key.assign(key);
-  overlay_.emplace(std::string_view(e.key), static_cast<uint32_t>(overlay_used_++));
+  overlay_.emplace(HashedString(e.key, k.hash), static_cast<uint32_t>(overlay_used_++));
   return e;
 }
 

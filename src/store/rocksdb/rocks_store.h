@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/string_hash.h"
 #include "store/message_store.h"
 #include "store/rocksdb/wal_file_system.h"
 
@@ -168,8 +169,8 @@ class RocksStore final : public MessageStore {
   };
   std::deque<OverlayEntry> overlay_entries_;
   size_t overlay_used_ = 0;
-  boost::unordered_flat_map<std::string_view, uint32_t, std::hash<std::string_view>>
-      overlay_;                                 // key -> entry
+  // key (a view of its entry's, with its hash) -> entry
+  boost::unordered_flat_map<HashedString, uint32_t, StringHash, StringEqual> overlay_;
   std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
   // The committer's buffers for a message's keys and values (batch.Put copies them).
   std::string feed_key_, key_, dedup_key_, value_, ref_;
@@ -177,9 +178,9 @@ class RocksStore final : public MessageStore {
   // and then a node (a cache miss each, per member of every message).
   // Conversations are held by pointer: a Conversation* stays valid while the
   // table grows.
-  boost::unordered_flat_map<std::string, std::unique_ptr<Conversation>, std::hash<std::string>>
+  boost::unordered_flat_map<std::string, std::unique_ptr<Conversation>, StringHash, StringEqual>
       conversations_;
-  boost::unordered_flat_map<std::string, CachedUser, std::hash<std::string>> users_;
+  boost::unordered_flat_map<std::string, CachedUser, StringHash, StringEqual> users_;
 };
 
 }  // namespace pigeon

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/string_hash.h"
 #include "store/rocksdb/iterator_pool.h"
 
 namespace pigeon {
@@ -291,7 +292,7 @@ class SkipListRep final : public rocksdb::MemTableRep {
     if (!hint_prefix_->InDomain(user)) return &seq_splice_;
     const Slice p = hint_prefix_->Transform(user);
     const std::string_view prefix(p.data(), p.size());
-    const uint64_t h = std::hash<std::string_view>{}(prefix);
+    const uint64_t h = HashString(prefix);
     Splice** at = &hints_.try_emplace(h, nullptr).first->second;
     while (*at && !(*at)->Is(prefix)) at = &(*at)->same_hash;
     if (!*at) {
@@ -307,11 +308,12 @@ class SkipListRep final : public rocksdb::MemTableRep {
   Node* const head_;
   std::atomic<int> max_height_{1};
   uint32_t rnd_ = 0xdeadbeef;
-  const rocksdb::SliceTransform* const hint_prefix_;    // null: no hints of ours
-  Splice seq_splice_;                                   // for inserts without a hint
-  std::vector<std::unique_ptr<Splice>> splices_;        // the hints' (the writer's)
-  boost::unordered_flat_map<uint64_t, Splice*> hints_;  // prefix hash -> its splice (chain)
-  Pool pool_;                                           // iterators RocksDB meant for its arena
+  const rocksdb::SliceTransform* const hint_prefix_;  // null: no hints of ours
+  Splice seq_splice_;                                 // for inserts without a hint
+  std::vector<std::unique_ptr<Splice>> splices_;      // the hints' (the writer's)
+  boost::unordered_flat_map<uint64_t, Splice*, HashValueHash>
+      hints_;  // prefix hash -> splice (chain)
+  Pool pool_;  // iterators RocksDB meant for its arena
 };
 
 class SkipListRep::Iter final : private Pool::Held, public rocksdb::MemTableRep::Iterator {
