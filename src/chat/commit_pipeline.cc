@@ -46,11 +46,15 @@ void CommitPipeline::ArmLocked(Clock::time_point at) {
   spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
   spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+  arms_.store(arms_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  timer_idle_ = false;
 }
 
 void CommitPipeline::DisarmLocked() {
+  if (timer_idle_) return;  // nothing to stop or to clear
   itimerspec off{};
   timerfd_settime(timer_fd_, 0, &off, nullptr);
+  timer_idle_ = true;
 }
 
 bool CommitPipeline::Submit(WriteOp&& op, Done&& done) {
@@ -88,9 +92,17 @@ void CommitPipeline::Run() {
   std::vector<WriteOp> ops;
   std::vector<Done> dones;
   std::vector<OpResult> results;
+  // arms_ right after the committer's last read() of the timer returned.
+  constexpr uint64_t kNotRead = ~uint64_t{0};
+  uint64_t arms_at_read = kNotRead;
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      // No setting since the read: the timer is off, its expiry consumed. (A
+      // setting in the instant between the read and the load of arms_ is
+      // missed: it costs at most one wake-up for nothing, never a late one.)
+      if (arms_at_read == arms_.load(std::memory_order_relaxed)) timer_idle_ = true;
+      arms_at_read = kNotRead;
       if (!DueLocked()) {
         if (stopping_) return;  // and everything is committed
         lock.unlock();
@@ -98,13 +110,15 @@ void CommitPipeline::Run() {
         uint64_t expirations;
         while (read(timer_fd_, &expirations, sizeof expirations) < 0 && errno == EINTR) {
         }
+        arms_at_read = arms_.load(std::memory_order_relaxed);
         continue;
       }
       if (ops_.size() <= options_.max_batch) {
         ops.swap(ops_);
         dones.swap(dones_);
-        // This batch's deadline, if it is still to come, would only wake us
-        // for nothing; the next batch's first op sets the timer again.
+        // This batch's deadline, if it is still to come (or come and unread),
+        // would only wake us for nothing; the next batch's first op sets the
+        // timer again.
         DisarmLocked();
       } else {
         auto n = static_cast<std::ptrdiff_t>(options_.max_batch);

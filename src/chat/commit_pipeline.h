@@ -16,6 +16,7 @@
 // a sleeping thread is about 12 µs of CPU on the machine we measure on.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -70,6 +71,13 @@ class CommitPipeline {
   std::vector<WriteOp> ops_;
   std::vector<Done> dones_;
   std::chrono::steady_clock::time_point first_at_;  // when ops_ became non-empty
+  // Times the timer was set (ArmLocked; written under mu_), and whether it is
+  // neither set nor holding an unread expiry: then taking a batch need not
+  // disarm it (a timerfd_settime per commit). A read() of the one-shot timer
+  // returns once its current setting has expired, and consumes that expiry:
+  // the timer is idle after it until the next setting.
+  std::atomic<uint64_t> arms_ = 0;
+  bool timer_idle_ = true;
   bool stopping_ = false;
   std::thread thread_;
 };
