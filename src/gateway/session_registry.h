@@ -21,8 +21,9 @@ class SessionRegistry final : public DeliverySink {
  public:
   // Open addressing: a delivery's lookup touches a group of slots, not a
   // bucket and then a node.
-  // A user's key is hashed once per call: the same hash picks the shard
-  // (ShardOf) and the slot in its tables.
+  // A lookup hashes the user's key once: the same hash picks the shard
+  // (ShardOf) and the slot in its tables (a registration hashes it again to
+  // insert).
   using ConnMap = boost::unordered_flat_map<std::string, std::vector<std::shared_ptr<Connection>>,
                                             StringHash, StringEqual>;
   void Add(const std::shared_ptr<Connection>& c);
