@@ -401,14 +401,35 @@ RocksStore::~RocksStore() {
 
 // ---- committer side ---------------------------------------------------------
 
+const RocksStore::OverlayEntry* RocksStore::FindInOverlay(std::string_view key) const {
+  auto it = overlay_.find(HashedString(key));
+  return it == overlay_.end() ? nullptr : &overlay_entries_[it->second];
+}
+
 bool RocksStore::GetKey(std::string_view key, std::string* value) {
-  if (auto it = overlay_.find(HashedString(key)); it != overlay_.end()) {
-    const OverlayEntry& e = overlay_entries_[it->second];
-    if (!e.present) return false;
-    value->assign(e.value);
+  if (const OverlayEntry* e = FindInOverlay(key)) {
+    if (!e->present) return false;
+    value->assign(e->value);
     return true;
   }
   return db_->Get(rocksdb::ReadOptions(), Family(key), key, value).ok();
+}
+
+void RocksStore::LookUpDedupKeys(std::span<WriteOp> ops) {
+  size_t n = 0;
+  for (auto& op : ops) {
+    if (const auto* a = std::get_if<op::AppendMessage>(&op)) {
+      if (n == dedup_keys_.size()) dedup_keys_.emplace_back();
+      AssignKey2(dedup_keys_[n++], 'X', a->sender, a->client_msg_id);
+    }
+  }
+  dedup_next_ = 0;
+  dedup_slices_.assign(dedup_keys_.begin(), dedup_keys_.begin() + static_cast<std::ptrdiff_t>(n));
+  dedup_values_.resize(n);
+  dedup_statuses_.resize(n);
+  if (n > 0)
+    db_->MultiGet(rocksdb::ReadOptions(), dedup_, n, dedup_slices_.data(), dedup_values_.data(),
+                  dedup_statuses_.data());
 }
 
 RocksStore::OverlayEntry& RocksStore::OverlayEntryFor(std::string_view key) {
@@ -547,9 +568,20 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectCon
 }
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, int64_t now_ms) {
-  // The message's keys and values are built in the committer's buffers.
-  AssignKey2(dedup_key_, 'X', o.sender, o.client_msg_id);
-  if (GetKey(dedup_key_, &value_)) {
+  // The message's keys and values are built in the committer's buffers. Its
+  // dedup key was built and looked up with the batch's (LookUpDedupKeys); a
+  // message earlier in this batch may have written it since.
+  const size_t d = dedup_next_++;
+  const std::string& dedup_key = dedup_keys_[d];
+  bool sent_before;
+  if (const OverlayEntry* e = FindInOverlay(dedup_key)) {
+    sent_before = e->present;
+    if (sent_before) value_.assign(e->value);
+  } else {
+    sent_before = dedup_statuses_[d].ok();
+    if (sent_before) value_.assign(dedup_values_[d].data(), dedup_values_[d].size());
+  }
+  if (sent_before) {
     AppendResult a;
     a.duplicate = true;
     std::string mv;
@@ -574,7 +606,7 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, i
   ref_.clear();
   PutLengthPrefixed(ref_, conv);
   PutVarint(ref_, a.message.seq);
-  PutKey(batch, dedup_key_, ref_);
+  PutKey(batch, dedup_key, ref_);
   AssignMessageRef(value_, conv, a.message.seq, o.sender);
   const std::string& feed_value = value_;
   a.fanout.reserve(c->members.size());
@@ -801,7 +833,9 @@ Status RocksStore::Commit(std::span<WriteOp> ops, int64_t now_ms, std::vector<Op
   batch.Clear();  // the overlay was cleared at the end of the last commit
   results->clear();
   results->reserve(ops.size());
+  LookUpDedupKeys(ops);
   for (auto& op : ops) results->push_back(Apply(batch, op, now_ms));
+  for (auto& v : dedup_values_) v.Reset();  // what the lookups pinned (a memtable, a block)
   rocksdb::WriteOptions wo;
   wo.sync = true;
   auto s = db_->Write(wo, &batch);

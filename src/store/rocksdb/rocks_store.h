@@ -34,6 +34,9 @@ class ColumnFamilyHandle;
 class SliceTransform;
 class DB;
 class Iterator;
+class PinnableSlice;
+class Slice;
+class Status;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -135,6 +138,10 @@ class RocksStore final : public MessageStore {
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user, CachedUser& u,
                         std::string_view value);
   FeedPos ReadHead(std::string_view user);
+  // Looks up the dedup keys of the batch's messages in the store, all in one
+  // MultiGet: RocksDB's per-call work (its sync points, perf timers, the
+  // column family's SuperVersion) once per batch instead of once per message.
+  void LookUpDedupKeys(std::span<WriteOp> ops);
   OpResult Apply(rocksdb::WriteBatch& batch, WriteOp& op, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession& o, int64_t now_ms);
@@ -167,13 +174,22 @@ class RocksStore final : public MessageStore {
     std::string value;
     bool present = false;  // false: deleted by this batch
   };
+  // The batch's own write of `key`, or null.
+  const OverlayEntry* FindInOverlay(std::string_view key) const;
   std::deque<OverlayEntry> overlay_entries_;
   size_t overlay_used_ = 0;
   // key (a view of its entry's, with its hash) -> entry
   boost::unordered_flat_map<HashedString, uint32_t, StringHash, StringEqual> overlay_;
   std::unique_ptr<rocksdb::WriteBatch> batch_;  // reused: its buffer stays grown
   // The committer's buffers for a message's keys and values (batch.Put copies them).
-  std::string feed_key_, key_, dedup_key_, value_, ref_;
+  std::string feed_key_, key_, value_, ref_;
+  // The batch's dedup keys in op order, and what the store held for each
+  // before the batch (LookUpDedupKeys); the buffers are kept between batches.
+  std::vector<std::string> dedup_keys_;
+  std::vector<rocksdb::Slice> dedup_slices_;
+  std::vector<rocksdb::PinnableSlice> dedup_values_;
+  std::vector<rocksdb::Status> dedup_statuses_;
+  size_t dedup_next_ = 0;  // the next message's index in them
   // Open-addressing tables: a lookup touches a group of slots, not a bucket
   // and then a node (a cache miss each, per member of every message).
   // Conversations are held by pointer: a Conversation* stays valid while the
