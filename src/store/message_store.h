@@ -14,8 +14,10 @@
 // commit order with no gaps.
 //
 // Errors: an op that is refused (conflict, forbidden, not_found) gets its own
-// status and the rest of the batch still commits. If the write itself fails,
-// Commit returns the error and nothing of the batch is durable.
+// status and the rest of the batch still commits. So does an op whose read of
+// the store fails (unavailable): a failed read is never taken for a key that
+// is not there, and the op writes nothing. If the write itself fails, Commit
+// returns the error and nothing of the batch is durable.
 #pragma once
 
 #include <cstdint>

@@ -15,6 +15,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -207,11 +208,11 @@ class KeyPrefix : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice& key) const override { return key.size() > 1; }
 };
 
-rocksdb::Env* MakeStoreEnv(WalSync sync, WalWrite write,
+rocksdb::Env* MakeStoreEnv(std::shared_ptr<rocksdb::FileSystem> base, WalSync sync, WalWrite write,
                            std::shared_ptr<WalSyncCounters> counters) {
-  rocksdb::Env* env = rocksdb::NewCompositeEnv(NewWalFileSystem(rocksdb::FileSystem::Default(),
-                                                                sync, std::move(counters), write))
-                          .release();
+  rocksdb::Env* env =
+      rocksdb::NewCompositeEnv(NewWalFileSystem(std::move(base), sync, std::move(counters), write))
+          .release();
   // Flushes and compactions run under SCHED_IDLE. A memtable flush is about
   // 0.3 s of CPU; at normal priority it took a core from the network threads
   // and the committer, and near saturation it held latency up (the third
@@ -226,7 +227,8 @@ rocksdb::Env* MakeStoreEnv(WalSync sync, WalWrite write,
 // What the stores opened with one WAL sync and write share in this process:
 // the Env (its file system) and the count of its WAL syncs.
 struct StoreEnvOf {
-  StoreEnvOf(WalSync sync, WalWrite write) : env(MakeStoreEnv(sync, write, counters)) {}
+  StoreEnvOf(WalSync sync, WalWrite write)
+      : env(MakeStoreEnv(rocksdb::FileSystem::Default(), sync, write, counters)) {}
   const std::shared_ptr<WalSyncCounters> counters = std::make_shared<WalSyncCounters>();
   rocksdb::Env* const env;
 };
@@ -240,6 +242,17 @@ const StoreEnvOf& StoreEnv(WalSync sync, WalWrite write) {
        new StoreEnvOf(WalSync::kFdatasync, WalWrite::kPageCache)}};
   return *envs[sync == WalSync::kAuto ? 0 : 1][write == WalWrite::kDirect ? 0 : 1];
 }
+
+}  // namespace
+
+struct RocksStore::OwnEnv {
+  explicit OwnEnv(const Options& o)
+      : env(MakeStoreEnv(o.file_system, o.wal_sync, o.wal_write, counters)) {}
+  const std::shared_ptr<WalSyncCounters> counters = std::make_shared<WalSyncCounters>();
+  const std::unique_ptr<rocksdb::Env> env;
+};
+
+namespace {
 
 Status Corrupt(std::string_view what) {
   return Status(ErrorCode::kInternal, "store: corrupt " + std::string(what));
@@ -290,7 +303,9 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_total_wal_size = 256 << 20;
-  o.env = StoreEnv(options.wal_sync, options.wal_write).env;
+  std::unique_ptr<OwnEnv> own_env;
+  if (options.file_system) own_env = std::make_unique<OwnEnv>(options);
+  o.env = own_env ? own_env->env.get() : StoreEnv(options.wal_sync, options.wal_write).env;
   // Obsolete WAL and table files are deleted in 1 MiB slices, at most 128 MB/s
   // (RocksDB's DeleteScheduler: rename to *.trash, truncate, unlink). One
   // unlink of a flushed 74 MB WAL file made the disk discard all of it at once
@@ -348,7 +363,7 @@ Result<std::unique_ptr<RocksStore>> RocksStore::Open(const Options& options) {
   if (!s.ok()) return Status(ErrorCode::kUnavailable, "cannot open store: " + s.ToString());
   (void)raw->DestroyColumnFamilyHandle(handles[0]);  // the DB keeps its own for the default family
   std::unique_ptr<RocksStore> store(
-      new RocksStore(std::unique_ptr<rocksdb::DB>(raw), handles[1], options));
+      new RocksStore(std::move(own_env), std::unique_ptr<rocksdb::DB>(raw), handles[1], options));
   if (Status m = store->MoveDedupKeysToTheirFamily(); !m.ok()) return m;
   return store;
 }
@@ -389,9 +404,12 @@ Status RocksStore::MoveDedupKeysToTheirFamily() {
   return Status::Ok();
 }
 
-RocksStore::RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup,
-                       Options options)
-    : db_(std::move(db)), dedup_(dedup), options_(std::move(options)) {}
+RocksStore::RocksStore(std::unique_ptr<OwnEnv> own_env, std::unique_ptr<rocksdb::DB> db,
+                       rocksdb::ColumnFamilyHandle* dedup, Options options)
+    : own_env_(std::move(own_env)),
+      db_(std::move(db)),
+      dedup_(dedup),
+      options_(std::move(options)) {}
 
 RocksStore::~RocksStore() {
   if (!db_) return;
@@ -402,17 +420,24 @@ RocksStore::~RocksStore() {
 // ---- committer side ---------------------------------------------------------
 
 const RocksStore::OverlayEntry* RocksStore::FindInOverlay(std::string_view key) const {
-  auto it = overlay_.find(HashedString(key));
+  return FindInOverlay(HashedString(key));
+}
+
+const RocksStore::OverlayEntry* RocksStore::FindInOverlay(const HashedString& key) const {
+  auto it = overlay_.find(key);
   return it == overlay_.end() ? nullptr : &overlay_entries_[it->second];
 }
 
-bool RocksStore::GetKey(std::string_view key, std::string* value) {
+Result<bool> RocksStore::GetKey(std::string_view key, std::string* value) {
   if (const OverlayEntry* e = FindInOverlay(key)) {
     if (!e->present) return false;
     value->assign(e->value);
     return true;
   }
-  return db_->Get(rocksdb::ReadOptions(), Family(key), key, value).ok();
+  auto s = db_->Get(rocksdb::ReadOptions(), Family(key), key, value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return FromRocks(s);
+  return true;
 }
 
 void RocksStore::LookUpDedupKeys(std::span<WriteOp> ops) {
@@ -432,19 +457,23 @@ void RocksStore::LookUpDedupKeys(std::span<WriteOp> ops) {
                   dedup_statuses_.data());
 }
 
-RocksStore::OverlayEntry& RocksStore::OverlayEntryFor(std::string_view key) {
+RocksStore::OverlayEntry& RocksStore::OverlayEntryFor(const HashedString& k) {
   // Hashed once: the index keeps the hash with its view of the entry's key.
-  const HashedString k(key);
   if (auto it = overlay_.find(k); it != overlay_.end()) return overlay_entries_[it->second];
   if (overlay_used_ == overlay_entries_.size()) overlay_entries_.emplace_back();
   OverlayEntry& e = overlay_entries_[overlay_used_];
-  e.key.assign(key);
+  e.key.assign(k.text);
   overlay_.emplace(HashedString(e.key, k.hash), static_cast<uint32_t>(overlay_used_++));
   return e;
 }
 
 void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::string_view value) {
-  (void)batch.Put(Family(key), key, value);
+  PutKey(batch, HashedString(key), value);
+}
+
+void RocksStore::PutKey(rocksdb::WriteBatch& batch, const HashedString& key,
+                        std::string_view value) {
+  (void)batch.Put(Family(key.text), key.text, value);
   OverlayEntry& e = OverlayEntryFor(key);
   e.value.assign(value);
   e.present = true;
@@ -452,7 +481,7 @@ void RocksStore::PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::s
 
 void RocksStore::DeleteKey(rocksdb::WriteBatch& batch, std::string_view key) {
   (void)batch.Delete(Family(key), key);
-  OverlayEntry& e = OverlayEntryFor(key);
+  OverlayEntry& e = OverlayEntryFor(HashedString(key));
   e.value.clear();
   e.present = false;
 }
@@ -477,18 +506,35 @@ rocksdb::ColumnFamilyHandle* RocksStore::Family(std::string_view key) const {
   return key.starts_with('X') ? dedup_ : db_->DefaultColumnFamily();
 }
 
-Conversation* RocksStore::LoadConversation(const std::string& id) {
+Result<Conversation*> RocksStore::LoadConversation(const std::string& id) {
   if (auto it = conversations_.find(id); it != conversations_.end()) return it->second.get();
   auto c = GetConversation(id);
-  if (!c.ok()) return nullptr;
+  if (!c.ok()) {
+    if (c.status().code() == ErrorCode::kNotFound) return static_cast<Conversation*>(nullptr);
+    return c.status();
+  }
   return conversations_.emplace(id, std::make_unique<Conversation>(std::move(*c)))
       .first->second.get();
 }
 
-FeedPos RocksStore::ReadHead(std::string_view user) {
+Result<FeedPos> RocksStore::ReadHead(std::string_view user) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  auto head = NewestNum(*it, 'F', user);
-  return head.ok() ? *head : 0;
+  return NewestNum(*it, 'F', user);
+}
+
+Status RocksStore::LoadHead(std::string_view user, CachedUser& u) {
+  if (u.head_read) return Status::Ok();
+  auto head = ReadHead(user);
+  if (!head.ok()) return head.status();
+  u.head = *head;
+  u.head_read = true;
+  return Status::Ok();
+}
+
+Status RocksStore::LoadHeads(const std::vector<std::string>& users) {
+  for (auto& user : users)
+    if (Status s = LoadHead(user, CachedUserOf(user)); !s.ok()) return s;
+  return Status::Ok();
 }
 
 Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
@@ -498,10 +544,7 @@ Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string&
 
 Delivery RocksStore::AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
                                   CachedUser& u, std::string_view value) {
-  if (!u.head_read) {
-    u.head = ReadHead(user);
-    u.head_read = true;
-  }
+  assert(u.head_read);  // LoadHead: a head that could not be read fails the op before its writes
   const FeedPos pos = ++u.head;
   AssignKeyNum(feed_key_, 'F', user, pos);
   (void)batch.Put(feed_key_, value);
@@ -518,8 +561,9 @@ OpResult RocksStore::Apply(rocksdb::WriteBatch& batch, WriteOp& wop, int64_t now
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o, int64_t now_ms) {
   std::string v;
-  if (GetKey(UserKey(o.user_id), &v))
-    return {Status(ErrorCode::kConflict, "username is taken"), {}};
+  auto taken = GetKey(UserKey(o.user_id), &v);
+  if (!taken.ok()) return {taken.status(), {}};
+  if (*taken) return {Status(ErrorCode::kConflict, "username is taken"), {}};
   UserRecord u{o.user_id, o.password_hash, now_ms, 0, false};
   PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
   return {};
@@ -527,7 +571,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateUser& o
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession& o, int64_t) {
   std::string v;
-  if (!GetKey(UserKey(o.user_id), &v)) return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  auto user = GetKey(UserKey(o.user_id), &v);
+  if (!user.ok()) return {user.status(), {}};
+  if (!*user) return {Status(ErrorCode::kNotFound, "no such user"), {}};
   std::string session = o.user_id;
   session.push_back('\0');
   session.append(o.device_id);
@@ -539,8 +585,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession& o, int64_t) {
   std::string v;
-  if (!GetKey(TokenKey(o.token_hash), &v))
-    return {Status(ErrorCode::kUnauthorized, "token is not valid"), {}};
+  auto token = GetKey(TokenKey(o.token_hash), &v);
+  if (!token.ok()) return {token.status(), {}};
+  if (!*token) return {Status(ErrorCode::kUnauthorized, "token is not valid"), {}};
   auto sep = v.find('\0');
   DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
   DeleteKey(batch, TokenKey(o.token_hash));
@@ -553,9 +600,13 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::OpenDirectCon
                              int64_t) {
   if (o.user_id == o.peer_id) return {Status(ErrorCode::kBadRequest, "the peer is the caller"), {}};
   std::string v;
-  if (!GetKey(UserKey(o.peer_id), &v)) return {Status(ErrorCode::kNotFound, "no such user"), {}};
+  auto peer = GetKey(UserKey(o.peer_id), &v);
+  if (!peer.ok()) return {peer.status(), {}};
+  if (!*peer) return {Status(ErrorCode::kNotFound, "no such user"), {}};
   std::string id = DirectConversationId(o.user_id, o.peer_id);
-  Conversation* c = LoadConversation(id);
+  auto loaded = LoadConversation(id);
+  if (!loaded.ok()) return {loaded.status(), {}};
+  Conversation* c = *loaded;
   if (!c) {
     Conversation fresh{id, {o.user_id, o.peer_id}, 0};
     std::sort(fresh.members.begin(), fresh.members.end());
@@ -572,28 +623,61 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, i
   // dedup key was built and looked up with the batch's (LookUpDedupKeys); a
   // message earlier in this batch may have written it since.
   const size_t d = dedup_next_++;
-  const std::string& dedup_key = dedup_keys_[d];
+  const HashedString dedup_key(dedup_keys_[d]);  // hashed once, for the check and the put
   bool sent_before;
   if (const OverlayEntry* e = FindInOverlay(dedup_key)) {
     sent_before = e->present;
     if (sent_before) value_.assign(e->value);
   } else {
-    sent_before = dedup_statuses_[d].ok();
+    const rocksdb::Status& st = dedup_statuses_[d];
+    // A read error is not "never sent": storing the message again would
+    // deliver it twice. The send fails, and the client's retry finds it.
+    if (!st.ok() && !st.IsNotFound()) return {FromRocks(st), {}};
+    sent_before = st.ok();
     if (sent_before) value_.assign(dedup_values_[d].data(), dedup_values_[d].size());
   }
   if (sent_before) {
     AppendResult a;
     a.duplicate = true;
     std::string mv;
-    if (!DecodeRef(value_, &a.message.conversation_id, &a.message.seq) ||
-        !GetKey(KeyNum('M', a.message.conversation_id, a.message.seq), &mv) ||
-        !records::DecodeMessage(mv, &a.message))
+    if (!DecodeRef(value_, &a.message.conversation_id, &a.message.seq))
       return {Corrupt("dedup record"), {}};
+    auto found = GetKey(KeyNum('M', a.message.conversation_id, a.message.seq), &mv);
+    if (!found.ok()) return {found.status(), {}};
+    if (!*found || !records::DecodeMessage(mv, &a.message)) return {Corrupt("dedup record"), {}};
     return {Status::Ok(), std::move(a)};
   }
-  Conversation* c = LoadConversation(o.conversation_id);
+  auto loaded = LoadConversation(o.conversation_id);
+  if (!loaded.ok()) return {loaded.status(), {}};
+  Conversation* c = *loaded;
   if (!c || !c->HasMember(o.sender))
     return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
+  // Everything the message's writes depend on is read before the first of
+  // them, so a read error fails the message with nothing of it in the batch.
+  // The members' cache entries are held by pointer: with room for them all
+  // below the table's max load, inserting them does not rehash it.
+  if (users_.size() + c->members.size() > users_.max_load())
+    for (auto& m : c->members) (void)CachedUserOf(m);
+  members_.resize(c->members.size());
+  for (size_t i = 0; i < c->members.size(); ++i) {
+    const std::string& m = c->members[i];
+    MemberWrite& w = members_[i];
+    w.user = &CachedUserOf(m);
+    w.push = false;
+    if (!w.user->head_read)
+      if (Status s = LoadHead(m, *w.user); !s.ok()) return {s, {}};
+    // Into the outbox, in this same commit, for members with a push device.
+    if (m == o.sender || w.user->push == 0) continue;
+    if (w.user->push < 0) {
+      auto push = UserHasPush(m, *w.user);
+      if (!push.ok()) return {push.status(), {}};
+      if (!*push) continue;
+    }
+    auto found = GetKey(OutboxKey(m), &w.outbox);
+    if (!found.ok()) return {found.status(), {}};
+    if (!*found) w.outbox.clear();
+    w.push = true;
+  }
   AppendResult a;
   // The op is dropped after the commit: its strings move into the result.
   a.message = StoredMessage{
@@ -610,15 +694,13 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, i
   AssignMessageRef(value_, conv, a.message.seq, o.sender);
   const std::string& feed_value = value_;
   a.fanout.reserve(c->members.size());
-  for (auto& m : c->members) {
-    CachedUser& u = CachedUserOf(m);
-    const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, u, feed_value)).pos;
-    // Into the outbox, in this same commit, for members with a push device.
-    if (m == o.sender || !UserHasPush(m, u)) continue;
+  for (size_t i = 0; i < c->members.size(); ++i) {
+    const std::string& m = c->members[i];
+    MemberWrite& w = members_[i];
+    const FeedPos pos = a.fanout.emplace_back(AppendToFeed(batch, m, *w.user, feed_value)).pos;
+    if (!w.push) continue;
     OutboxEntry box;
-    std::string bv;
-    if (!GetKey(OutboxKey(m), &bv) || !DecodeOutbox(bv, &box))
-      box = OutboxEntry{m, now_ms, 0, 0, 0, 0};
+    if (w.outbox.empty() || !DecodeOutbox(w.outbox, &box)) box = OutboxEntry{m, now_ms, 0, 0, 0, 0};
     box.latest_pos = pos;
     ++box.count;
     PutKey(batch, OutboxKey(m), EncodeOutbox(box));
@@ -627,10 +709,12 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, op::AppendMessage& o, i
   return {Status::Ok(), std::move(a)};
 }
 
-ReadMarks RocksStore::GetMarks(const std::string& conv, const std::string& user) {
+Result<ReadMarks> RocksStore::GetMarks(const std::string& conv, const std::string& user) {
   std::string v;
   ReadMarks m;
-  if (GetKey(Key2('R', conv, user), &v) && !DecodeMarks(v, &m)) m = ReadMarks{};
+  auto found = GetKey(Key2('R', conv, user), &v);
+  if (!found.ok()) return found.status();
+  if (*found && !DecodeMarks(v, &m)) m = ReadMarks{};
   return m;
 }
 
@@ -645,24 +729,33 @@ ReceiptResult RocksStore::AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
 }
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& o, int64_t now_ms) {
+  // Every read comes before the first write: a read error fails the op with
+  // nothing of it in the batch.
   std::string v;
   // Only committed entries can have reached a device: clamp to the durable head.
-  const FeedPos pos = std::min(o.pos, ReadHead(o.user_id));
+  auto head = ReadHead(o.user_id);
+  if (!head.ok()) return {head.status(), {}};
+  const FeedPos pos = std::min(o.pos, *head);
   std::string dkey = Key2('D', o.user_id, o.device_id);
   DeviceRecord d;
-  if (GetKey(dkey, &v) && DecodeDevice(v, &d) && pos > d.confirmed) {
-    d.confirmed = pos;
-    PutKey(batch, std::move(dkey), EncodeDevice(d));
-  }
+  auto device = GetKey(dkey, &v);
+  if (!device.ok()) return {device.status(), {}};
+  const bool confirm = *device && DecodeDevice(v, &d) && pos > d.confirmed;
   // The user's furthest confirmed position: receipts for what lies beyond it.
   std::string wkey = Key2('W', o.user_id, "");
   uint64_t scanned = 0;
-  if (GetKey(wkey, &v)) {
+  auto watermark = GetKey(wkey, &v);
+  if (!watermark.ok()) return {watermark.status(), {}};
+  if (*watermark) {
     ByteReader r(v);
     if (!r.GetVarint(&scanned)) scanned = 0;
   }
+  if (confirm) d.confirmed = pos;
   ReceiptsResult result;
-  if (pos <= scanned) return {Status::Ok(), std::move(result)};
+  if (pos <= scanned) {
+    if (confirm) PutKey(batch, dkey, EncodeDevice(d));
+    return {Status::Ok(), std::move(result)};
+  }
   std::map<std::string, uint64_t> newest;  // conversation -> highest seq of the other's messages
   std::string prefix = Key2('F', o.user_id, "");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
@@ -684,34 +777,58 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::ConfirmFeed& 
       n = std::max(n, e.message.seq);
     }
   }
-  PutKey(batch, std::move(wkey), [&] {
+  if (!it->status().ok()) return {FromRocks(it->status()), {}};
+  // The receipts to write: each conversation's marks, members and their feeds' heads.
+  struct Delivered {
+    const std::string* conversation;
+    ReadMarks marks;  // with the new delivered mark
+    bool known;       // the conversation was found: receipts go to `others`
+    std::vector<std::string> others;
+  };
+  std::vector<Delivered> delivered;
+  for (auto& [conv_id, seq] : newest) {
+    auto marks = GetMarks(conv_id, o.user_id);
+    if (!marks.ok()) return {marks.status(), {}};
+    if (seq <= marks->delivered) continue;
+    Delivered& r = delivered.emplace_back(Delivered{&conv_id, *marks, false, {}});
+    r.marks.delivered = seq;
+    auto loaded = LoadConversation(conv_id);
+    if (!loaded.ok()) return {loaded.status(), {}};
+    if (const Conversation* c = *loaded) {
+      r.known = true;
+      for (auto& member : c->members)
+        if (member != o.user_id) r.others.push_back(member);
+    }
+    if (Status s = LoadHeads(r.others); !s.ok()) return {s, {}};
+  }
+  if (confirm) PutKey(batch, dkey, EncodeDevice(d));
+  PutKey(batch, wkey, [&] {
     std::string w;
     PutVarint(w, reached);
     return w;
   }());
-  for (auto& [conv_id, seq] : newest) {
-    ReadMarks m = GetMarks(conv_id, o.user_id);
-    if (seq <= m.delivered) continue;
-    m.delivered = seq;
-    PutKey(batch, Key2('R', conv_id, o.user_id), EncodeMarks(m));
-    Conversation* c = LoadConversation(conv_id);
-    if (!c) continue;
-    std::vector<std::string> others;
-    for (auto& member : c->members)
-      if (member != o.user_id) others.push_back(member);
+  for (auto& r : delivered) {
+    PutKey(batch, Key2('R', *r.conversation, o.user_id), EncodeMarks(r.marks));
+    if (!r.known) continue;
     result.receipts.push_back(AppendReceipt(
-        batch, Receipt{conv_id, o.user_id, ReceiptStatus::kDelivered, seq, now_ms}, others));
+        batch,
+        Receipt{*r.conversation, o.user_id, ReceiptStatus::kDelivered, r.marks.delivered, now_ms},
+        r.others));
   }
   return {Status::Ok(), std::move(result)};
 }
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, int64_t now_ms) {
-  Conversation* c = LoadConversation(o.conversation_id);
+  auto loaded = LoadConversation(o.conversation_id);
+  if (!loaded.ok()) return {loaded.status(), {}};
+  Conversation* c = *loaded;
   if (!c || !c->HasMember(o.user_id))
     return {Status(ErrorCode::kForbidden, "not a member of this conversation"), {}};
   if (o.seq > c->last_seq)
     return {Status(ErrorCode::kBadRequest, "seq is beyond the conversation's last message"), {}};
-  ReadMarks m = GetMarks(o.conversation_id, o.user_id);
+  auto marks = GetMarks(o.conversation_id, o.user_id);
+  if (!marks.ok()) return {marks.status(), {}};
+  ReadMarks m = *marks;
   ReceiptsResult result;
   if (o.seq <= m.read) return {Status::Ok(), std::move(result)};
   // The newest message of the other member at or before `seq`: a user's own
@@ -729,7 +846,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, 
       break;
     }
   }
+  if (!it->status().ok()) return {FromRocks(it->status()), {}};
   if (found == 0) return {Status::Ok(), std::move(result)};
+  if (Status s = LoadHeads(c->members); !s.ok()) return {s, {}};
   m.read = found;
   m.delivered = std::max(m.delivered, found);
   PutKey(batch, Key2('R', o.conversation_id, o.user_id), EncodeMarks(m));
@@ -744,14 +863,16 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::MarkRead& o, 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetLastSeen& o, int64_t) {
   std::string v;
   UserRecord u;
-  if (!GetKey(UserKey(o.user_id), &v) || !records::DecodeUser(v, &u))
+  auto found = GetKey(UserKey(o.user_id), &v);
+  if (!found.ok()) return {found.status(), {}};
+  if (!*found || !records::DecodeUser(v, &u))
     return {Status(ErrorCode::kNotFound, "no such user"), {}};
   u.last_seen_ms = o.last_seen_ms;
   PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
   return {};
 }
 
-bool RocksStore::UserHasPush(const std::string& user, CachedUser& u) {
+Result<bool> RocksStore::UserHasPush(const std::string& user, CachedUser& u) {
   if (u.push >= 0) return u.push != 0;
   bool has = false;
   std::string prefix = Key2('D', user, "");
@@ -760,10 +881,12 @@ bool RocksStore::UserHasPush(const std::string& user, CachedUser& u) {
     // A device written earlier in this batch is in the overlay, newer than the DB.
     std::string v;
     DeviceRecord d;
-    if (GetKey(it->key().ToString(), &v) && DecodeDevice(v, &d) &&
-        d.push.provider != PushRegistration::Provider::kNone)
+    auto found = GetKey(it->key().ToStringView(), &v);
+    if (!found.ok()) return found.status();
+    if (*found && DecodeDevice(v, &d) && d.push.provider != PushRegistration::Provider::kNone)
       has = true;
   }
+  if (!it->status().ok()) return FromRocks(it->status());
   u.push = has ? 1 : 0;
   return has;
 }
@@ -771,8 +894,9 @@ bool RocksStore::UserHasPush(const std::string& user, CachedUser& u) {
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t) {
   std::string key = Key2('D', o.user_id, o.device_id), v;
   DeviceRecord d;
-  if (!GetKey(key, &v) || !DecodeDevice(v, &d))
-    return {Status(ErrorCode::kNotFound, "no such device"), {}};
+  auto found = GetKey(key, &v);
+  if (!found.ok()) return {found.status(), {}};
+  if (!*found || !DecodeDevice(v, &d)) return {Status(ErrorCode::kNotFound, "no such device"), {}};
   d.push = o.push;
   PutKey(batch, std::move(key), EncodeDevice(d));
   // Another device may still have one: read again at the next message, unless this one has.
@@ -787,7 +911,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbo
                              int64_t now_ms) {
   std::string v;
   OutboxEntry box;
-  if (!GetKey(OutboxKey(o.user_id), &v) || !DecodeOutbox(v, &box)) return {};
+  auto found = GetKey(OutboxKey(o.user_id), &v);
+  if (!found.ok()) return {found.status(), {}};
+  if (!*found || !DecodeOutbox(v, &box)) return {};
   if (box.latest_pos <= o.latest_pos) {
     DeleteKey(batch, OutboxKey(o.user_id));
     return {};
@@ -804,7 +930,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbo
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t) {
   std::string v;
   OutboxEntry box;
-  if (!GetKey(OutboxKey(o.user_id), &v) || !DecodeOutbox(v, &box)) return {};
+  auto found = GetKey(OutboxKey(o.user_id), &v);
+  if (!found.ok()) return {found.status(), {}};
+  if (!*found || !DecodeOutbox(v, &box)) return {};
   box.attempts = o.attempts;
   box.next_try_ms = o.next_try_ms;
   PutKey(batch, OutboxKey(o.user_id), EncodeOutbox(box));
@@ -814,7 +942,9 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::SetPrivacy& o, int64_t) {
   std::string v;
   UserRecord u;
-  if (!GetKey(UserKey(o.user_id), &v) || !records::DecodeUser(v, &u))
+  auto found = GetKey(UserKey(o.user_id), &v);
+  if (!found.ok()) return {found.status(), {}};
+  if (!*found || !records::DecodeUser(v, &u))
     return {Status(ErrorCode::kNotFound, "no such user"), {}};
   u.hides_last_seen = o.hides_last_seen;
   PutKey(batch, UserKey(o.user_id), records::EncodeUser(u));
@@ -1034,7 +1164,8 @@ StoreHealth RocksStore::Health() {
   struct statvfs disk {};
   if (::statvfs(options_.path.c_str(), &disk) == 0)
     h.disk_free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
-  const WalSyncCounters& syncs = *StoreEnv(options_.wal_sync, options_.wal_write).counters;
+  const WalSyncCounters& syncs =
+      own_env_ ? *own_env_->counters : *StoreEnv(options_.wal_sync, options_.wal_write).counters;
   h.wal_fdatasyncs = syncs.fdatasyncs.load(std::memory_order_relaxed);
   h.wal_flushes = syncs.flushes.load(std::memory_order_relaxed);
   return h;

@@ -33,6 +33,8 @@ namespace rocksdb {
 class ColumnFamilyHandle;
 class SliceTransform;
 class DB;
+class Env;
+class FileSystem;
 class Iterator;
 class PinnableSlice;
 class Slice;
@@ -77,6 +79,9 @@ class RocksStore final : public MessageStore {
     // the file system takes it (wal_file_system.h, 4.: less CPU per commit,
     // a little more commit latency).
     WalWrite wal_write = WalWrite::kPageCache;
+    // The file system the store's files live on, beneath the WAL's changes
+    // above; null: the machine's. Tests pass one that injects faults.
+    std::shared_ptr<rocksdb::FileSystem> file_system = nullptr;
   };
   // "universal" or "level"; nullopt for anything else.
   static std::optional<Options::Compaction> CompactionNamed(std::string_view name);
@@ -103,7 +108,11 @@ class RocksStore final : public MessageStore {
   StoreHealth Health() override;
 
  private:
-  RocksStore(std::unique_ptr<rocksdb::DB> db, rocksdb::ColumnFamilyHandle* dedup, Options options);
+  // The Env and sync counters of a store opened on its own file system
+  // (Options::file_system); the others share one per WAL sync and write.
+  struct OwnEnv;
+  RocksStore(std::unique_ptr<OwnEnv> own_env, std::unique_ptr<rocksdb::DB> db,
+             rocksdb::ColumnFamilyHandle* dedup, Options options);
   Status MoveDedupKeysToTheirFamily();
   // Where a key lives: dedup keys (X) in their own family, the rest in the default one.
   rocksdb::ColumnFamilyHandle* Family(std::string_view key) const;
@@ -113,15 +122,24 @@ class RocksStore final : public MessageStore {
   Result<Conversation> ReadConversation(std::string_view id, rocksdb::Iterator& messages);
 
   // Committer-only state and helpers (see Commit).
-  bool GetKey(std::string_view key, std::string* value);
+  // Every read below returns a read error as such, never as "not there": a
+  // write decided on a failed read (a username free, a message never sent, a
+  // feed empty) would overwrite what is there. An op whose read fails fails
+  // before its first write, with nothing of it in the batch.
+  //
+  // The key's value into `value`: true; false when it is not there (or this
+  // batch deleted it).
+  Result<bool> GetKey(std::string_view key, std::string* value);
   void PutKey(rocksdb::WriteBatch& batch, std::string_view key, std::string_view value);
+  void PutKey(rocksdb::WriteBatch& batch, const HashedString& key, std::string_view value);
   void DeleteKey(rocksdb::WriteBatch& batch, std::string_view key);
   // Empties the overlay, keeping its entries' buffers for the next batch.
   void ClearOverlay();
   struct OverlayEntry;
   // The overlay's entry for `key`, a fresh one if the batch has none.
-  OverlayEntry& OverlayEntryFor(std::string_view key);
-  Conversation* LoadConversation(const std::string& id);
+  OverlayEntry& OverlayEntryFor(const HashedString& key);
+  // The conversation, cached; null when there is none.
+  Result<Conversation*> LoadConversation(const std::string& id);
   // What the committer caches of a user: its feed's head and whether any of
   // its devices has a push registration, each read from the store on first
   // use. One entry, so a message's member costs one lookup for both.
@@ -132,12 +150,16 @@ class RocksStore final : public MessageStore {
   };
   // The user's entry: a reference valid until the next CachedUserOf() call.
   CachedUser& CachedUserOf(const std::string& user);
+  // Reads `user`'s feed head into `u` unless it is there already.
+  Status LoadHead(std::string_view user, CachedUser& u);
+  Status LoadHeads(const std::vector<std::string>& users);
   // The next entry of `user`'s feed, holding `value`: its position and key.
+  // The user's head is loaded (LoadHead).
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user,
                         std::string_view value);
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user, CachedUser& u,
                         std::string_view value);
-  FeedPos ReadHead(std::string_view user);
+  Result<FeedPos> ReadHead(std::string_view user);
   // Looks up the dedup keys of the batch's messages in the store, all in one
   // MultiGet: RocksDB's per-call work (its sync points, perf timers, the
   // column family's SuperVersion) once per batch instead of once per message.
@@ -156,12 +178,13 @@ class RocksStore final : public MessageStore {
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t now_ms);
   // Whether any device of `user` (cached as `u`) has a push registration.
-  bool UserHasPush(const std::string& user, CachedUser& u);
-  ReadMarks GetMarks(const std::string& conv, const std::string& user);
+  Result<bool> UserHasPush(const std::string& user, CachedUser& u);
+  Result<ReadMarks> GetMarks(const std::string& conv, const std::string& user);
   // Appends `r` to the feeds of `to`.
   ReceiptResult AppendReceipt(rocksdb::WriteBatch& batch, Receipt r,
                               const std::vector<std::string>& to);
 
+  std::unique_ptr<OwnEnv> own_env_;  // declared before db_: it outlives the DB
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* dedup_;  // the X keys' family (kDedupFamily)
   Options options_;
@@ -176,6 +199,7 @@ class RocksStore final : public MessageStore {
   };
   // The batch's own write of `key`, or null.
   const OverlayEntry* FindInOverlay(std::string_view key) const;
+  const OverlayEntry* FindInOverlay(const HashedString& key) const;
   std::deque<OverlayEntry> overlay_entries_;
   size_t overlay_used_ = 0;
   // key (a view of its entry's, with its hash) -> entry
@@ -190,6 +214,14 @@ class RocksStore final : public MessageStore {
   std::vector<rocksdb::PinnableSlice> dedup_values_;
   std::vector<rocksdb::Status> dedup_statuses_;
   size_t dedup_next_ = 0;  // the next message's index in them
+  // What a message's writes need of each member of its conversation, read
+  // before the first of them (reused from message to message).
+  struct MemberWrite {
+    CachedUser* user;
+    bool push;           // whether the message goes into the member's outbox
+    std::string outbox;  // the outbox's value before the message (empty: none)
+  };
+  std::vector<MemberWrite> members_;
   // Open-addressing tables: a lookup touches a group of slots, not a bucket
   // and then a node (a cache miss each, per member of every message).
   // Conversations are held by pointer: a Conversation* stays valid while the
