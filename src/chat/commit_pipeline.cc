@@ -141,7 +141,7 @@ void CommitPipeline::Run() {
       if (s.ok()) {
         dones[i](results[i]);
       } else {
-        OpResult failed{Status(ErrorCode::kUnavailable, "store unavailable: " + s.message()), {}};
+        OpResult failed{Status(ErrorCode::kUnavailable, s.message()), {}};
         dones[i](failed);
       }
     }

@@ -117,6 +117,8 @@ TEST_F(StoreReadErrors, ARetriedSendWhoseDedupKeyCannotBeReadFailsInsteadOfBeing
   OpResult failed = One(op::AppendMessage{"alice", conv, "c1", "hello"});
   fs_->failing = false;
   EXPECT_EQ(failed.status.code(), ErrorCode::kUnavailable) << failed.status.message();
+  // What the client is told: the kind of error, not RocksDB's text (the log has it).
+  EXPECT_EQ(failed.status.message(), "store: an I/O error, retry later");
 
   OpResult retried = One(op::AppendMessage{"alice", conv, "c1", "hello"});
   ASSERT_TRUE(retried.status.ok()) << retried.status.message();

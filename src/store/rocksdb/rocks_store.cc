@@ -15,6 +15,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <cstring>
@@ -30,9 +31,34 @@
 namespace pigeon {
 namespace {
 
+// RocksDB's own text of an error (it names the store's files) goes to the
+// log, at most one line a second: a failing disk fails every op.
+void LogStoreError(const rocksdb::Status& s) {
+  static std::atomic<int64_t> next_ms{0};
+  static std::atomic<uint64_t> unlogged{0};
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t next = next_ms.load(std::memory_order_relaxed);
+  if (now < next || !next_ms.compare_exchange_strong(next, now + 1000)) {
+    unlogged.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  spdlog::error("store: {} ({} more errors since the last one logged)", s.ToString(),
+                unlogged.exchange(0, std::memory_order_relaxed));
+}
+
+// A RocksDB error as the store's status. What reaches a client says only what
+// kind of error it was; the details are in the log.
 Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return Status::Ok();
-  return Status(ErrorCode::kUnavailable, "store: " + s.ToString());
+  LogStoreError(s);
+  const char* what = s.IsIOError()      ? "an I/O error"
+                     : s.IsCorruption() ? "corrupt data"
+                     : s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsIncomplete()
+                         ? "busy"
+                         : "an error";
+  return Status(ErrorCode::kUnavailable, std::string("store: ") + what + ", retry later");
 }
 
 // Into `k`, reusing its buffer.
