@@ -12,6 +12,7 @@
 #include "core/ids.h"
 #include "store/message_store.h"
 #include "store/rocksdb/rocks_store.h"
+#include "store/store_test_ops.h"
 
 namespace pigeon {
 namespace {
@@ -44,19 +45,11 @@ class StoreContract : public ::testing::Test {
   }
 
   std::vector<OpResult> Commit(std::vector<WriteOp> ops) {
-    std::vector<OpResult> results;
-    Status s = store_->Commit(ops, ++now_, &results);
-    EXPECT_TRUE(s.ok()) << s.message();
-    EXPECT_EQ(results.size(), ops.size());
-    return results;
+    return CommitOps(*store_, now_, std::move(ops));
   }
-  OpResult One(WriteOp op) { return Commit({std::move(op)})[0]; }
-
+  OpResult One(WriteOp op) { return CommitOne(*store_, now_, std::move(op)); }
   std::string Conv(const std::string& a, const std::string& b) {
-    for (auto& u : {a, b}) (void)One(op::CreateUser{u, "hash"});
-    auto r = One(op::OpenDirectConversation{a, b});
-    EXPECT_TRUE(r.status.ok()) << r.status.message();
-    return std::get<Conversation>(r.value).id;
+    return OpenConversation(*store_, now_, a, b);
   }
   AppendResult Append(const std::string& sender, const std::string& conv, const std::string& cmid,
                       const std::string& body = "b") {

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "store/rocksdb/rocks_store.h"
+#include "store/store_test_ops.h"
 
 namespace pigeon {
 namespace {
@@ -78,18 +79,11 @@ class StoreReadErrors : public ::testing::Test {
   void Reopen() { Open(); }
 
   std::vector<OpResult> Commit(std::vector<WriteOp> ops) {
-    std::vector<OpResult> results;
-    Status s = store_->Commit(ops, ++now_, &results);
-    EXPECT_TRUE(s.ok()) << s.message();
-    EXPECT_EQ(results.size(), ops.size());
-    return results;
+    return CommitOps(*store_, now_, std::move(ops));
   }
-  OpResult One(WriteOp op) { return Commit({std::move(op)})[0]; }
+  OpResult One(WriteOp op) { return CommitOne(*store_, now_, std::move(op)); }
   std::string Conversation(const std::string& a, const std::string& b) {
-    for (auto& u : {a, b}) EXPECT_TRUE(One(op::CreateUser{u, "hash"}).status.ok());
-    auto r = One(op::OpenDirectConversation{a, b});
-    EXPECT_TRUE(r.status.ok()) << r.status.message();
-    return std::get<pigeon::Conversation>(r.value).id;
+    return OpenConversation(*store_, now_, a, b);
   }
   std::vector<uint64_t> Seqs(const std::string& conversation) {
     auto h = store_->History(conversation, UINT64_MAX, 100);
