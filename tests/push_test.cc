@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -58,18 +59,32 @@ class FakeProviders {
   }
   // pigeond's options to use these fakes.
   std::vector<std::string> Args(int64_t delay_ms = 300) const {
-    return {"--push-ca-file",         dir_ + "/cert.pem",
-            "--apns-base-url",        Url("apns"),
-            "--apns-key-file",        dir_ + "/apns.p8",
-            "--apns-key-id",          S(ports_.at("key_id")),
-            "--apns-team-id",         S(ports_.at("team_id")),
-            "--apns-topic",           S(ports_.at("topic")),
-            "--fcm-base-url",         Url("fcm"),
-            "--fcm-credentials-file", dir_ + "/fcm.json",
-            "--webhook-secret",       kSecret,
-            "--webhook-allow-http",   "true",
-            "--push-delay-ms",        std::to_string(delay_ms),
-            "--push-min-interval-ms", "3000"};
+    return {"--push-ca-file",
+            dir_ + "/cert.pem",
+            "--apns-base-url",
+            Url("apns"),
+            "--apns-key-file",
+            dir_ + "/apns.p8",
+            "--apns-key-id",
+            S(ports_.at("key_id")),
+            "--apns-team-id",
+            S(ports_.at("team_id")),
+            "--apns-topic",
+            S(ports_.at("topic")),
+            "--fcm-base-url",
+            Url("fcm"),
+            "--fcm-credentials-file",
+            dir_ + "/fcm.json",
+            "--webhook-secret",
+            kSecret,
+            "--webhook-allow-http",
+            "true",
+            "--webhook-allow-private",
+            "true",  // the fake is on loopback
+            "--push-delay-ms",
+            std::to_string(delay_ms),
+            "--push-min-interval-ms",
+            "3000"};
   }
   json::object Log() const {
     auto r = Http(static_cast<uint16_t>(Port("control")), "GET", "/log");
@@ -287,6 +302,39 @@ TEST(PushPreview, PreviewsAreOnlySentWhenConfigured) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(S(got[0].at("message").at("notification").at("body")), "hello bob");
   EXPECT_EQ(S(got[0].at("message").at("notification").at("title")), "alice");
+}
+
+TEST(PushWebhooks, AnEndpointOnANonPublicAddressIsRefusedUnlessAllowed) {
+  FakeProviders fakes;
+  auto args = fakes.Args();
+  auto allow = std::find(args.begin(), args.end(), "--webhook-allow-private");
+  ASSERT_NE(allow, args.end());
+  args.erase(allow, allow + 2);  // the default: public addresses only
+  Scene scene;
+  scene.Start(args);
+  const std::string port = std::to_string(fakes.Port("webhook"));
+  // An address literal is refused when it is registered.
+  for (const std::string& url : std::vector<std::string>{
+           "http://127.0.0.1:" + port + "/hook/bob", "http://[::1]:" + port + "/hook/bob",
+           "http://localhost:" + port + "/hook/bob", "http://169.254.169.254/latest/meta-data",
+           "http://10.0.0.1/hook/bob", "http://[::ffff:127.0.0.1]:" + port + "/hook/bob"}) {
+    auto r = Http(scene.port(), "PUT", "/api/v1/devices/current/push",
+                  json::serialize(json::object{{"provider", "webhook"}, {"endpoint", url}}),
+                  scene.bob.token);
+    EXPECT_EQ(r.status, 400) << url;
+    EXPECT_NE(r.body.find("public address"), std::string::npos) << r.body;
+  }
+  // A host that is no literal but reaches loopback all the same ("127.1" is
+  // 127.0.0.1 to the resolver) is refused as the push connects, and the
+  // registration is dropped like a dead token.
+  ASSERT_EQ(scene.Register(scene.bob, "webhook", "", "http://127.1:" + port + "/hook/bob"), 204);
+  scene.Send(1);
+  for (int i = 0;
+       i < 100 && scene.Metrics().find("pigeon_push_tokens_pruned_total 1") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_NE(scene.Metrics().find("pigeon_push_tokens_pruned_total 1"), std::string::npos);
+  EXPECT_TRUE(fakes.For("webhook", "bob").empty());
 }
 
 }  // namespace

@@ -343,8 +343,9 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (reg.provider == PushRegistration::Provider::kWebhook) {
       auto endpoint = StringField(*body, "endpoint");
       auto* hook = static_cast<push::WebhookSender*>(push_.Sender(reg.provider));
-      if (!endpoint || !hook->EndpointAllowed(*endpoint))
+      if (!endpoint)
         return fail(ErrorCode::kBadRequest, "a webhook needs an https:// \"endpoint\"");
+      if (Status s = hook->CheckEndpoint(*endpoint); !s.ok()) return fail(s.code(), s.message());
       reg.endpoint = *endpoint;
     }
     return chat_.SetPush(*who, std::move(reg), [done, this](Status s) {

@@ -1,9 +1,12 @@
 #include "push/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <mutex>
+
+#include "push/address_policy.h"
 
 namespace pigeon::push {
 namespace {
@@ -29,6 +32,16 @@ size_t OnHeader(char* p, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+// CURLOPT_OPENSOCKETFUNCTION for Reach::kPublicOnly: refuses an address that
+// is not public, after the name's resolution and before the connection.
+curl_socket_t OpenPublicSocket(void* reply, curlsocktype, curl_sockaddr* a) {
+  if (!IsPublicAddress(&a->addr)) {
+    static_cast<HttpReply*>(reply)->address_refused = true;
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 }  // namespace
 
 std::string HttpReply::Header(std::string_view name) const {
@@ -43,11 +56,17 @@ HttpClient::HttpClient(Options options) : options_(std::move(options)) {
   curl_ = curl_easy_init();
 }
 
-HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+HttpClient::~HttpClient() {
+  curl_easy_cleanup(static_cast<CURL*>(curl_));
+  if (curl_public_) curl_easy_cleanup(static_cast<CURL*>(curl_public_));
+}
 
 HttpReply HttpClient::Post(const std::string& url, const std::vector<std::string>& headers,
-                           const std::string& body) {
-  CURL* c = static_cast<CURL*>(curl_);
+                           const std::string& body, Reach reach) {
+  // Each handle has its own connection cache: a user's URL never reuses a
+  // connection to a provider's host (which may be on a private network).
+  if (reach == Reach::kPublicOnly && !curl_public_) curl_public_ = curl_easy_init();
+  CURL* c = static_cast<CURL*>(reach == Reach::kPublicOnly ? curl_public_ : curl_);
   HttpReply reply;
   curl_easy_reset(c);  // keeps the connection cache
   curl_slist* list = nullptr;
@@ -71,12 +90,20 @@ HttpReply HttpClient::Post(const std::string& url, const std::vector<std::string
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (reach == Reach::kPublicOnly) {
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenPublicSocket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &reply);
+    // A proxy from the environment would be the address checked, not the host's.
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  }
   CURLcode rc = curl_easy_perform(c);
   if (rc == CURLE_OK) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
   } else {
     reply.status = 0;
-    reply.error = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    reply.error = reply.address_refused ? "the endpoint's address is not public"
+                  : errbuf[0]           ? errbuf
+                                        : curl_easy_strerror(rc);
   }
   curl_slist_free_all(list);
   return reply;

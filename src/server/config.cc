@@ -91,6 +91,9 @@ std::vector<Option> Options(Config& c) {
        &c.webhook_secret},
       {"webhook_allow_http", "allow plain http:// webhook endpoints (true/false)",
        &c.webhook_allow_http},
+      {"webhook_allow_private",
+       "allow webhook endpoints on loopback, private and link-local addresses (true/false)",
+       &c.webhook_allow_private},
   };
 }
 

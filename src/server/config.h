@@ -51,11 +51,12 @@ struct Config {
   std::string apns_push_type = "alert";  // or "background"
   uint64_t apns_expiration_s = 86400;    // apns-expiration: now + this
   std::string fcm_base_url = "https://fcm.googleapis.com";
-  std::string fcm_credentials_file;  // service account JSON key; empty: FCM off
-  std::string fcm_token_url;         // default: the key's token_uri
-  std::string fcm_project_id;        // default: the key's project_id
-  std::string webhook_secret;        // HMAC key for webhook signatures; empty: webhooks off
-  bool webhook_allow_http = false;   // allow plain http:// endpoints
+  std::string fcm_credentials_file;    // service account JSON key; empty: FCM off
+  std::string fcm_token_url;           // default: the key's token_uri
+  std::string fcm_project_id;          // default: the key's project_id
+  std::string webhook_secret;          // HMAC key for webhook signatures; empty: webhooks off
+  bool webhook_allow_http = false;     // allow plain http:// endpoints
+  bool webhook_allow_private = false;  // allow endpoints on non-public addresses
 
   // Splits `listen` into host and port.
   Status ParseListen(std::string* host, uint16_t* port) const;

@@ -58,7 +58,9 @@ Status AddPushProviders(const Config& cfg, push::PushService& service) {
   if (!cfg.webhook_secret.empty()) {
     service.AddSender(Provider::kWebhook,
                       std::make_unique<push::WebhookSender>(push::WebhookSender::Options{
-                          .secret = cfg.webhook_secret, .allow_http = cfg.webhook_allow_http}));
+                          .secret = cfg.webhook_secret,
+                          .allow_http = cfg.webhook_allow_http,
+                          .allow_private = cfg.webhook_allow_private}));
   }
   return Status::Ok();
 }

@@ -3,18 +3,28 @@
 #include <boost/json.hpp>
 
 #include "core/ids.h"
+#include "push/address_policy.h"
 #include "push/jwt.h"
 
 namespace pigeon::push {
 
-bool WebhookSender::EndpointAllowed(std::string_view url) const {
-  if (url.size() > 2048 || url.find_first_of(" \r\n\t") != std::string_view::npos) return false;
-  if (url.starts_with("https://") && url.size() > 8) return true;
-  return options_.allow_http && url.starts_with("http://") && url.size() > 7;
+Status WebhookSender::CheckEndpoint(std::string_view url) const {
+  const bool scheme =
+      url.starts_with("https://") || (options_.allow_http && url.starts_with("http://"));
+  if (!scheme || url.size() > 2048 || url.find_first_of(" \r\n\t") != std::string_view::npos ||
+      UrlHost(url).empty())
+    return Status(ErrorCode::kBadRequest,
+                  options_.allow_http ? "a webhook needs an http:// or https:// \"endpoint\""
+                                      : "a webhook needs an https:// \"endpoint\"");
+  if (!options_.allow_private && IsNonPublicHostLiteral(UrlHost(url)))
+    return Status(ErrorCode::kBadRequest,
+                  "a webhook's endpoint must be on a public address (not loopback, private or "
+                  "link-local)");
+  return Status::Ok();
 }
 
 Outcome WebhookSender::Send(const Notification& n, HttpClient& http) {
-  if (!EndpointAllowed(n.registration.endpoint))
+  if (!CheckEndpoint(n.registration.endpoint).ok())
     return Outcome{Outcome::Kind::kInvalidToken, 0, "endpoint not allowed"};
   boost::json::object doc{
       {"type", "pigeon.wake"}, {"cursor", EncodeCursor(n.cursor)}, {"count", n.count}};
@@ -29,7 +39,10 @@ Outcome WebhookSender::Send(const Notification& n, HttpClient& http) {
       n.registration.endpoint,
       {"content-type: application/json", "ttl: 86400", "urgency: high", "x-pigeon-timestamp: " + ts,
        "x-pigeon-signature: sha256=" + HmacSha256Hex(options_.secret, ts + "." + body)},
-      body);
+      body, options_.allow_private ? HttpClient::Reach::kAny : HttpClient::Reach::kPublicOnly);
+  // A name that resolved to a non-public address: as invalid as such a literal.
+  if (reply.status == 0 && reply.address_refused)
+    return Outcome{Outcome::Kind::kInvalidToken, 0, reply.error};
   // UnifiedPush: 404/410 mean the endpoint is gone.
   if (reply.status == 404 || reply.status == 410)
     return Outcome{Outcome::Kind::kInvalidToken, 0, "gone"};
