@@ -693,5 +693,38 @@ TEST(AdminSeedUsers, SeededAccountsAreRealAndARepeatCreatesNothing) {
   EXPECT_EQ(Http(server.port(), "POST", "/api/v1/users", json::serialize(creds)).status, 409);
 }
 
+TEST(LoginLimits, RepeatedWrongPasswordsLockTheUsernameUntilTheWindowEnds) {
+  TestServer server({"--login-max-failures", "3", "--login-failure-window-s", "2"});
+  server.Start();
+  const Account alice = Login(server.port(), "alice");  // signs up with password1
+  (void)Login(server.port(), "bob");
+  auto login = [&](const std::string& user, const std::string& password) {
+    json::object creds{{"username", user}, {"password", password}};
+    return Http(server.port(), "POST", "/api/v1/sessions", json::serialize(creds));
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(login("alice", "guess" + std::to_string(i)).status, 401);
+  // Locked: a fourth guess, and the right password too, get rate_limited.
+  auto locked = login("alice", "guess3");
+  EXPECT_EQ(locked.status, 429);
+  EXPECT_EQ(S(locked.json.at("error").at("code")), "rate_limited");
+  ASSERT_EQ(locked.headers.count("retry-after"), 1u);
+  const int retry_after = std::stoi(locked.headers.at("retry-after"));
+  EXPECT_GE(retry_after, 1);
+  EXPECT_LE(retry_after, 2);
+  EXPECT_EQ(login("alice", "password1").status, 429);
+  // Only alice's name is locked; her signed-in device still works.
+  EXPECT_EQ(login("bob", "password1").status, 200);
+  EXPECT_EQ(Http(server.port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+  // A name that does not exist is counted the same, so the answer tells nothing.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(login("nobody", "guess").status, 401);
+  EXPECT_EQ(login("nobody", "guess").status, 429);
+  // After the window, the right password logs in again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ(login("alice", "password1").status, 200);
+  // A success clears the count: three more wrong ones are needed to lock it.
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(login("alice", "guess").status, 401);
+  EXPECT_EQ(login("alice", "password1").status, 200);
+}
+
 }  // namespace
 }  // namespace pigeon::test

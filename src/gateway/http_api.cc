@@ -7,6 +7,7 @@
 #include "chat/chat_service.h"
 #include "chat/metrics.h"
 #include "chat/presence_service.h"
+#include "core/ids.h"
 #include "push/push_service.h"
 #include "push/webhook/webhook_sender.h"
 
@@ -116,10 +117,11 @@ std::string SerializeResponse(const HttpResponse& r, bool keep_alive) {
   return out;
 }
 
-HttpResponse HttpApi::Error(const Status& s) {
+HttpResponse HttpApi::Error(const Status& s, int64_t retry_after_s) {
   metrics_.errors(s.code()).Increment();
   HttpResponse r = Json(HttpStatusFor(s.code()), HttpErrorBody(s.code(), s.message()));
-  if (s.code() == ErrorCode::kRateLimited) r.headers.emplace_back("Retry-After", "1");
+  if (s.code() == ErrorCode::kRateLimited)
+    r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
   return r;
 }
 
@@ -184,17 +186,31 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
       if (!dn->is_string()) return fail(ErrorCode::kBadRequest, "device_name must be a string");
       device_name = std::string(dn->as_string());
     }
-    return chat_.Login(*user, *pass, device_name, [done, this](Result<LoginResult> r) {
-      if (!r.ok()) return done(Error(r.status()));
-      std::string out = R"({"token":)";
-      AppendJsonString(out, r->token);
-      out.append(R"(,"user_id":)");
-      AppendJsonString(out, r->user_id);
-      out.append(R"(,"device_id":)");
-      AppendJsonString(out, r->device_id);
-      out.push_back('}');
-      done(Json(200, std::move(out)));
-    });
+    // Only well-formed names are counted: no other can log in, and the
+    // limiter's memory stays bounded by their length.
+    const bool counted = IsValidUserId(*user);
+    if (int64_t wait_ms = counted ? logins_.WaitMs(*user, NowMs()) : 0; wait_ms > 0)
+      return done(Error(
+          Status(ErrorCode::kRateLimited, "too many failed logins for this username; retry later"),
+          (wait_ms + 999) / 1000));
+    return chat_.Login(*user, *pass, device_name,
+                       [done, this, counted, name = *user](Result<LoginResult> r) {
+                         if (counted) {
+                           if (r.ok())
+                             logins_.Succeeded(name);
+                           else if (r.status().code() == ErrorCode::kUnauthorized)
+                             logins_.Failed(name, NowMs());
+                         }
+                         if (!r.ok()) return done(Error(r.status()));
+                         std::string out = R"({"token":)";
+                         AppendJsonString(out, r->token);
+                         out.append(R"(,"user_id":)");
+                         AppendJsonString(out, r->user_id);
+                         out.append(R"(,"device_id":)");
+                         AppendJsonString(out, r->device_id);
+                         out.push_back('}');
+                         done(Json(200, std::move(out)));
+                       });
   }
 
   // ---- everything else needs a token ----

@@ -14,6 +14,7 @@
 
 #include "core/cursor.h"
 #include "gateway/http_parse.h"
+#include "gateway/login_limiter.h"
 #include "store/message_store.h"
 
 namespace pigeon {
@@ -39,14 +40,16 @@ struct UpgradeGrant {
 
 class HttpApi {
  public:
-  HttpApi(ChatService& chat, PresenceService& presence, push::PushService& push, Metrics& metrics)
-      : chat_(chat), presence_(presence), push_(push), metrics_(metrics) {}
+  HttpApi(ChatService& chat, PresenceService& presence, push::PushService& push, Metrics& metrics,
+          LoginLimiter::Options login_limits = {})
+      : chat_(chat), presence_(presence), push_(push), metrics_(metrics), logins_(login_limits) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
   std::variant<UpgradeGrant, HttpResponse> AuthorizeUpgrade(const HttpRequest& req);
-  // The error response for `status` (counted in the errors metric).
-  HttpResponse Error(const Status& status);
+  // The error response for `status` (counted in the errors metric);
+  // rate_limited carries Retry-After: `retry_after_s`.
+  HttpResponse Error(const Status& status, int64_t retry_after_s = 1);
 
  private:
   Result<DeviceSession> Authenticate(const HttpRequest& req);
@@ -56,6 +59,7 @@ class HttpApi {
   PresenceService& presence_;
   push::PushService& push_;
   Metrics& metrics_;
+  LoginLimiter logins_;  // failed logins per username (POST /sessions)
 };
 
 // Writes `r` as an HTTP/1.1 response (status line, headers, body).

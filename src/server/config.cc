@@ -58,6 +58,14 @@ std::vector<Option> Options(Config& c) {
        &c.store_wal_write},
       {"pwhash_opslimit", "Argon2id passes", &c.pwhash_opslimit},
       {"pwhash_memlimit_kib", "Argon2id memory in KiB", &c.pwhash_memlimit_kib},
+      {"login_max_failures",
+       "failed logins of one username within the window after which its logins are refused "
+       "(rate_limited) until the window ends (0: no limit)",
+       &c.login_max_failures},
+      {"login_failure_window_s",
+       "seconds from a username's first failed login that its failures "
+       "count",
+       &c.login_failure_window_s},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
       {"heartbeat_interval_ms",
        "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "

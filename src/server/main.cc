@@ -175,7 +175,9 @@ int main(int argc, char** argv) {
   PresenceService presence_service(
       presence, bus, pipeline, **store,
       {.offline_debounce_ms = static_cast<int64_t>(cfg->presence_debounce_ms)});
-  HttpApi api(chat, presence_service, push_service, metrics);
+  HttpApi api(chat, presence_service, push_service, metrics,
+              {.max_failures = cfg->login_max_failures,
+               .window_ms = static_cast<int64_t>(cfg->login_failure_window_s) * 1000});
   NameThisThread("pg-worker");  // the pool's threads inherit the name
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
   NameThisThread("pigeond");

@@ -1,0 +1,49 @@
+// LoginLimiter: bounds online password guessing. After `max_failures` failed
+// logins of one username within a window (from the first failure, `window_ms`
+// long), that username's logins are refused (rate_limited, with the time
+// left) until the window ends, without checking the password: a guesser gets
+// max_failures tries per window, and a flood of them costs no Argon2id.
+//
+// Usernames that do not exist count the same (the answer says nothing of
+// which exist). A lock stops new logins only: the user's signed-in devices
+// keep working. The count is per pigeond process. Thread-safe.
+#pragma once
+
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "core/string_hash.h"
+
+namespace pigeon {
+
+class LoginLimiter {
+ public:
+  struct Options {
+    uint32_t max_failures = 10;  // 0: no limit
+    int64_t window_ms = 300000;
+    // Usernames tracked at once. Every entry took a failed password check,
+    // so filling it within one window would take far more Argon2id time than
+    // a server has; if it is full, a new name goes untracked.
+    size_t max_tracked = 100000;
+  };
+  explicit LoginLimiter(Options options) : options_(options) {}
+
+  // 0 when `user` may try to log in; otherwise the ms until it may.
+  int64_t WaitMs(std::string_view user, int64_t now_ms);
+  void Failed(std::string_view user, int64_t now_ms);
+  void Succeeded(std::string_view user);
+
+ private:
+  struct Entry {
+    uint32_t failures = 0;
+    int64_t window_end_ms = 0;
+  };
+  Options options_;
+  std::mutex mu_;
+  boost::unordered_flat_map<std::string, Entry, StringHash, StringEqual> users_;
+};
+
+}  // namespace pigeon
