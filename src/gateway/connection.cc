@@ -188,6 +188,8 @@ size_t Connection::ProcessHttp(const char* data, size_t len) {
       OnHttpResponse(ctx_.api.Error(Status(code, "malformed HTTP request: " + error)), false);
       return len;
     }
+    if (state == HttpRequestParser::State::kNeedMore && http_->TakeExpectContinue())
+      SendRaw("HTTP/1.1 100 Continue\r\n\r\n", /*limited=*/false);
     if (state == HttpRequestParser::State::kDone) {
       HttpRequest req = http_->Take();
       http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,

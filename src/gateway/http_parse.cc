@@ -61,6 +61,14 @@ size_t HttpRequestParser::Put(const char* data, size_t len, State* state, std::s
   return used;
 }
 
+bool HttpRequestParser::TakeExpectContinue() {
+  auto& p = impl_->parser;
+  if (continue_answered_ || !p.is_header_done() || p.is_done()) return false;
+  if (!HasToken(p.get()[http::field::expect], "100-continue")) return false;
+  continue_answered_ = true;
+  return true;
+}
+
 HttpRequest HttpRequestParser::Take() {
   auto msg = impl_->parser.release();
   HttpRequest r;

@@ -33,12 +33,18 @@ class HttpRequestParser {
   size_t Put(const char* data, size_t len, State* state, std::string* error);
   // Whether the error was the body limit (413) rather than malformed input (400).
   bool body_too_large() const { return too_large_; }
+  // True once, when the request's header is complete, it carries
+  // `Expect: 100-continue` and its body is still to come: the caller answers
+  // "100 Continue" so that the client sends it (RFC 9110 10.1.1; curl waits a
+  // second for it before sending a body of over 1 KiB).
+  bool TakeExpectContinue();
   HttpRequest Take();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   bool too_large_ = false;
+  bool continue_answered_ = false;
 };
 
 }  // namespace pigeon
