@@ -2,11 +2,13 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
 
-.PHONY: deps peers build build-asan build-tsan run test test-release test-asan test-tsan bench format format-check clean
+.PHONY: deps peers build build-asan build-tsan build-fuzz run test test-release test-asan test-tsan test-fuzz bench format format-check clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -28,6 +30,11 @@ build-tsan: deps
 	@cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIGEON_TSAN=ON >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
 
+# The libFuzzer targets (fuzz/), with clang, ASan and UBSan.
+build-fuzz: deps
+	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIGEON_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_client_frame fuzz_ws_frame fuzz_http_request
+
 run: build
 	$(BUILD)/pigeond --listen $(LISTEN) --data-dir $(DATA_DIR)
 
@@ -43,7 +50,12 @@ test-asan: build-asan peers
 test-tsan: build-tsan peers
 	bash scripts/test-tsan.sh $(TSAN_BUILD)
 
-test: format-check test-release test-asan test-tsan
+# What clients send (frames, WebSocket bytes, HTTP requests), fuzzed for
+# FUZZ_SECONDS per target from the seeds in fuzz/corpus.
+test-fuzz: build-fuzz
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test: format-check test-release test-asan test-tsan test-fuzz
 
 # Microbenchmarks and load scenarios (takes a few minutes; results in bench/results/).
 # bench/run.sh fetches uWebSockets itself (as `make peers`).
@@ -58,4 +70,4 @@ format-check: deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h') && echo "clang-format: clean"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -7,7 +7,7 @@ PKGS=(cmake ninja-build g++ pkg-config make
   librocksdb-dev libsimdjson-dev libxxhash-dev libspdlog-dev libfmt-dev
   libssl-dev libsodium-dev libcli11-dev libtomlplusplus-dev prometheus-cpp-dev
   libcurl4-openssl-dev libnghttp2-dev openssl nodejs
-  libgtest-dev libgmock-dev libbenchmark-dev clang-format)
+  libgtest-dev libgmock-dev libbenchmark-dev clang-format clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,8 @@
 #include <random>
 #include <type_traits>
 
+#include "protocol/frames_describe.h"
+
 namespace pigeon {
 namespace {
 
@@ -128,33 +130,6 @@ TEST(Frames, ParseTheSameWhicheverParserTakesThem) {
   EXPECT_EQ(Err("{").message, "frame is not valid JSON");
 }
 
-// What a parse result says, in full, for comparing two parsers' answers.
-std::string Describe(const std::variant<ClientFrame, FrameError>& r) {
-  if (auto* e = std::get_if<FrameError>(&r))
-    return "error " + std::to_string(static_cast<int>(e->code)) + " " + e->message +
-           " cmid=" + (e->client_msg_id ? "[" + *e->client_msg_id + "]" : "none");
-  return std::visit(
-      [](const auto& f) -> std::string {
-        using F = std::decay_t<decltype(f)>;
-        if constexpr (std::is_same_v<F, SendFrame>) {
-          return "send [" + f.conversation_id + "] [" + f.client_msg_id + "] [" + f.body + "]";
-        } else if constexpr (std::is_same_v<F, ReceivedFrame>) {
-          return "received " + std::to_string(f.pos);
-        } else if constexpr (std::is_same_v<F, ReadFrame>) {
-          return "read [" + f.conversation_id + "] " + std::to_string(f.seq);
-        } else if constexpr (std::is_same_v<F, TypingFrame>) {
-          return "typing [" + f.conversation_id + "] " + (f.composing ? "composing" : "paused");
-        } else if constexpr (std::is_same_v<F, PresenceSubscribeFrame>) {
-          std::string out = "presence";
-          for (auto& u : f.users) out += " [" + u + "]";
-          return out;
-        } else {
-          return "ping";
-        }
-      },
-      std::get<ClientFrame>(r));
-}
-
 // Every frame means what it meant when Boost.JSON parsed them all: valid
 // frames of each type and 200,000 mutations of them (bytes flipped, cut,
 // doubled, or replaced with JSON's own punctuation), compared answer by answer.
@@ -191,15 +166,15 @@ TEST(Frames, SimdjsonAnswersEveryFrameAsBoostJsonDid) {
           text.insert(at, text.substr(at, 1 + rng() % 8));
       }
     }
-    const std::string mine = Describe(ParseClientFrame(text, limits));
-    const std::string boost = Describe(ParseClientFrameWithBoostJson(text, limits));
+    const std::string mine = DescribeParse(ParseClientFrame(text, limits));
+    const std::string boost = DescribeParse(ParseClientFrameWithBoostJson(text, limits));
     ASSERT_EQ(mine, boost) << text;
     ++compared;
     if (!mine.starts_with("error")) ++frames;
   }
   for (auto& seed : seeds)
-    EXPECT_EQ(Describe(ParseClientFrame(seed, {})),
-              Describe(ParseClientFrameWithBoostJson(seed, {})));
+    EXPECT_EQ(DescribeParse(ParseClientFrame(seed, {})),
+              DescribeParse(ParseClientFrameWithBoostJson(seed, {})));
   EXPECT_EQ(compared, 200000u);
   EXPECT_GT(frames, 4000u);  // the mutations reach valid frames too, not only errors
 }
