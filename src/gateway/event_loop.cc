@@ -106,9 +106,9 @@ void EventLoop::RunMail() {
 
 void EventLoop::RunDeferred() {
   while (!deferred_.empty()) {
-    auto batch = std::move(deferred_);
-    deferred_.clear();
-    for (auto& fn : batch) fn();
+    deferred_running_.swap(deferred_);  // what these calls defer goes into the other buffer
+    for (auto& fn : deferred_running_) fn();
+    deferred_running_.clear();
   }
 }
 

@@ -108,6 +108,9 @@ class EventLoop : public Wakeable {
   std::mutex turn_mu_;
   bool running_ = false;  // inside Run(): turns may be borrowed
   std::vector<std::function<void()>> deferred_;
+  // The deferred calls being run; swapped with deferred_, so both keep their
+  // buffers from turn to turn (a turn defers its socket flush: no allocation).
+  std::vector<std::function<void()>> deferred_running_;
   std::vector<std::function<void()>> own_deferred_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   uint64_t timer_seq_ = 0;
