@@ -33,7 +33,6 @@ namespace rocksdb {
 class ColumnFamilyHandle;
 class SliceTransform;
 class DB;
-class Env;
 class FileSystem;
 class Iterator;
 class PinnableSlice;
