@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -761,6 +762,34 @@ TEST(LoginLimits, RepeatedWrongPasswordsLockTheUsernameUntilTheWindowEnds) {
   // A success clears the count: three more wrong ones are needed to lock it.
   for (int i = 0; i < 2; ++i) EXPECT_EQ(login("alice", "guess").status, 401);
   EXPECT_EQ(login("alice", "password1").status, 200);
+}
+
+// Password hashing has threads of its own, with a bounded queue: a login that
+// is being hashed holds up neither the workers (store reads, typing,
+// presence, upgrades) nor, past the bound, a queue of more logins.
+TEST(PasswordThreads, ALoginBeingHashedHoldsUpNoOtherRequest) {
+  // One worker, one password thread, one queued check; a hash of about a second.
+  TestServer server({"--worker-threads", "1", "--password-threads", "1",
+                     "--max-pending-password-checks", "1", "--pwhash-opslimit", "40",
+                     "--pwhash-memlimit-kib", "65536"});
+  server.Start();
+  const Account alice = Login(server.port(), "alice");
+  const std::string creds =
+      json::serialize(json::object{{"username", "alice"}, {"password", "password1"}});
+  std::atomic<bool> login_done{false};
+  std::thread login([&] {
+    EXPECT_EQ(Http(server.port(), "POST", "/api/v1/sessions", creds).status, 200);
+    login_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // it reaches its hash
+  // The queue is full: another login is refused at once, to be retried.
+  auto busy = Http(server.port(), "POST", "/api/v1/sessions", creds);
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(busy.headers["retry-after"], "1");
+  // The one worker is free: a store read is answered while the login hashes.
+  EXPECT_EQ(Http(server.port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+  EXPECT_FALSE(login_done) << "the read waited for the login's hash";
+  login.join();
 }
 
 }  // namespace

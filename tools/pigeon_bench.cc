@@ -109,7 +109,7 @@ double CpuSeconds(pid_t pid) { return StatCpuSeconds("/proc/" + std::to_string(p
 // come, about 12 µs of CPU on the machine we measure on) and involuntary (it was
 // preempted). Groups are thread names with any "-N" suffix dropped and
 // RocksDB's "rocksdb:*" threads together: pigeond names its threads pg-net-N,
-// pg-commit, pg-worker, pg-presence, pg-push.
+// pg-commit, pg-worker, pg-password, pg-presence, pg-push.
 struct Switches {
   double voluntary = 0;
   double involuntary = 0;

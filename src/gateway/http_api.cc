@@ -1,5 +1,7 @@
 #include "gateway/http_api.h"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
@@ -133,6 +135,22 @@ Result<DeviceSession> HttpApi::Authenticate(const HttpRequest& req) {
   return chat_.Authenticate(auth.substr(kBearer.size()));
 }
 
+void HttpApi::RunPasswordCheck(std::function<void()> check,
+                               std::function<void(HttpResponse)>& done) {
+  if (!options_.password_threads) return check();
+  if (pending_password_checks_.fetch_add(1, std::memory_order_relaxed) >=
+      options_.max_pending_password_checks) {
+    pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
+    HttpResponse r = Error(Status(ErrorCode::kUnavailable, "server is busy, retry later"));
+    r.headers.emplace_back("Retry-After", "1");
+    return done(std::move(r));
+  }
+  boost::asio::post(*options_.password_threads, [this, check = std::move(check)] {
+    check();  // hashes here; what follows it (a commit) completes elsewhere
+    pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
 void HttpApi::Handle(const HttpRequest& req, std::function<void(HttpResponse)> done) {
   metrics_.http_requests.Increment();
   Route(req, done);
@@ -166,13 +184,17 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     auto pass = StringField(*body, "password");
     if (!user || !pass)
       return fail(ErrorCode::kBadRequest, "username and password are required strings");
-    return chat_.SignUp(*user, *pass, [done, this](Result<std::string> r) {
-      if (!r.ok()) return done(Error(r.status()));
-      std::string out = R"({"user_id":)";
-      AppendJsonString(out, *r);
-      out.push_back('}');
-      done(Json(201, std::move(out)));
-    });
+    return RunPasswordCheck(
+        [this, done, user = *user, pass = *pass] {
+          chat_.SignUp(user, pass, [done, this](Result<std::string> r) {
+            if (!r.ok()) return done(Error(r.status()));
+            std::string out = R"({"user_id":)";
+            AppendJsonString(out, *r);
+            out.push_back('}');
+            done(Json(201, std::move(out)));
+          });
+        },
+        done);
   }
   if (rest == "sessions" && m == "POST") {
     auto body = ParseBody(req.body);
@@ -193,24 +215,27 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
       return done(Error(
           Status(ErrorCode::kRateLimited, "too many failed logins for this username; retry later"),
           (wait_ms + 999) / 1000));
-    return chat_.Login(*user, *pass, device_name,
-                       [done, this, counted, name = *user](Result<LoginResult> r) {
-                         if (counted) {
-                           if (r.ok())
-                             logins_.Succeeded(name);
-                           else if (r.status().code() == ErrorCode::kUnauthorized)
-                             logins_.Failed(name, NowMs());
-                         }
-                         if (!r.ok()) return done(Error(r.status()));
-                         std::string out = R"({"token":)";
-                         AppendJsonString(out, r->token);
-                         out.append(R"(,"user_id":)");
-                         AppendJsonString(out, r->user_id);
-                         out.append(R"(,"device_id":)");
-                         AppendJsonString(out, r->device_id);
-                         out.push_back('}');
-                         done(Json(200, std::move(out)));
-                       });
+    auto login = [this, done, counted, user = *user, pass = *pass, device_name] {
+      chat_.Login(user, pass, device_name,
+                  [done, this, counted, name = user](Result<LoginResult> r) {
+                    if (counted) {
+                      if (r.ok())
+                        logins_.Succeeded(name);
+                      else if (r.status().code() == ErrorCode::kUnauthorized)
+                        logins_.Failed(name, NowMs());
+                    }
+                    if (!r.ok()) return done(Error(r.status()));
+                    std::string out = R"({"token":)";
+                    AppendJsonString(out, r->token);
+                    out.append(R"(,"user_id":)");
+                    AppendJsonString(out, r->user_id);
+                    out.append(R"(,"device_id":)");
+                    AppendJsonString(out, r->device_id);
+                    out.push_back('}');
+                    done(Json(200, std::move(out)));
+                  });
+    };
+    return RunPasswordCheck(std::move(login), done);
   }
 
   // ---- everything else needs a token ----

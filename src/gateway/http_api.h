@@ -5,6 +5,7 @@
 // `done` may run on another thread (the committer's): it must not block.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -16,6 +17,10 @@
 #include "gateway/http_parse.h"
 #include "gateway/login_limiter.h"
 #include "store/message_store.h"
+
+namespace boost::asio {
+class thread_pool;
+}
 
 namespace pigeon {
 
@@ -40,9 +45,24 @@ struct UpgradeGrant {
 
 class HttpApi {
  public:
+  struct Options {
+    LoginLimiter::Options login_limits;
+    // Sign-up and login hash the password (Argon2id, tens of ms of CPU and
+    // tens of MB each) on these threads, not on the caller's: a flood of them
+    // cannot hold up the workers' store reads, typing, presence and upgrades.
+    // Null: on the caller's thread.
+    boost::asio::thread_pool* password_threads = nullptr;
+    // Checks queued for those threads at most; past it: 503 unavailable.
+    size_t max_pending_password_checks = 64;
+  };
   HttpApi(ChatService& chat, PresenceService& presence, push::PushService& push, Metrics& metrics,
-          LoginLimiter::Options login_limits = {})
-      : chat_(chat), presence_(presence), push_(push), metrics_(metrics), logins_(login_limits) {}
+          Options options)
+      : chat_(chat),
+        presence_(presence),
+        push_(push),
+        metrics_(metrics),
+        options_(options),
+        logins_(options.login_limits) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
@@ -53,12 +73,17 @@ class HttpApi {
 
  private:
   Result<DeviceSession> Authenticate(const HttpRequest& req);
+  // Runs `check` (a sign-up or login) on the password threads, or answers
+  // `done` with 503 when too many are queued already.
+  void RunPasswordCheck(std::function<void()> check, std::function<void(HttpResponse)>& done);
   void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
   ChatService& chat_;
   PresenceService& presence_;
   push::PushService& push_;
   Metrics& metrics_;
+  Options options_;
+  std::atomic<size_t> pending_password_checks_{0};
   LoginLimiter logins_;  // failed logins per username (POST /sessions)
 };
 

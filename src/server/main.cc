@@ -175,10 +175,15 @@ int main(int argc, char** argv) {
   PresenceService presence_service(
       presence, bus, pipeline, **store,
       {.offline_debounce_ms = static_cast<int64_t>(cfg->presence_debounce_ms)});
-  HttpApi api(chat, presence_service, push_service, metrics,
-              {.max_failures = cfg->login_max_failures,
-               .window_ms = static_cast<int64_t>(cfg->login_failure_window_s) * 1000});
-  NameThisThread("pg-worker");  // the pool's threads inherit the name
+  NameThisThread("pg-password");  // the pool's threads inherit the name
+  boost::asio::thread_pool password_threads(cfg->password_threads ? cfg->password_threads : 1);
+  HttpApi api(
+      chat, presence_service, push_service, metrics,
+      {.login_limits = {.max_failures = cfg->login_max_failures,
+                        .window_ms = static_cast<int64_t>(cfg->login_failure_window_s) * 1000},
+       .password_threads = &password_threads,
+       .max_pending_password_checks = cfg->max_pending_password_checks});
+  NameThisThread("pg-worker");
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
   NameThisThread("pigeond");
   GatewayLimits limits;
@@ -213,6 +218,7 @@ int main(int argc, char** argv) {
   // finish, everything queued is committed, the store is closed.
   server.Drain(std::chrono::milliseconds(cfg->drain_grace_ms));
   workers.join();
+  password_threads.join();  // sign-ups and logins in progress submit their commits
   presence_service.Stop();  // last_seen of users whose sockets just closed
   push_service.Stop();      // what is not pushed stays in the outbox for the next start
   pipeline.Stop();

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -192,10 +193,11 @@ void TestServer::Start() {
     }
     std::vector<std::string> argv_s = {PIGEOND_PATH, "--listen",
                                        "127.0.0.1:" + std::to_string(port_), "--data-dir",
-                                       dir_ + "/data",
-                                       // Cheap password hashing keeps tests fast; the
-                                       // default cost is tested by the unit tests.
-                                       "--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"};
+                                       dir_ + "/data"};
+    // Cheap password hashing keeps tests fast (the default cost is tested by
+    // the unit tests), unless a test sets its own.
+    if (std::find(args_.begin(), args_.end(), "--pwhash-opslimit") == args_.end())
+      argv_s.insert(argv_s.end(), {"--pwhash-opslimit", "1", "--pwhash-memlimit-kib", "1024"});
     if (network_threads_) {
       argv_s.push_back("--network-threads");
       argv_s.push_back(std::to_string(network_threads_));
