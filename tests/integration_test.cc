@@ -781,7 +781,13 @@ TEST(PasswordThreads, ALoginBeingHashedHoldsUpNoOtherRequest) {
     EXPECT_EQ(Http(server.port(), "POST", "/api/v1/sessions", creds).status, 200);
     login_done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // it reaches its hash
+  // Until it is queued or hashing (the metrics are served by the one worker).
+  for (int i = 0; i < 200; ++i) {
+    if (Http(server.port(), "GET", "/metrics").body.find("pigeon_password_checks_pending 1") !=
+        std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   // The queue is full: another login is refused at once, to be retried.
   auto busy = Http(server.port(), "POST", "/api/v1/sessions", creds);
   EXPECT_EQ(busy.status, 503) << busy.body;

@@ -61,6 +61,8 @@ Metrics::Metrics()
                                                                0.1, 0.25, 1})),
       commit_queue_depth(NewGauge(*registry_, "pigeon_commit_queue_depth",
                                   "Operations waiting for the committer")),
+      password_checks_pending(NewGauge(*registry_, "pigeon_password_checks_pending",
+                                       "Sign-ups and logins waiting for or being hashed")),
       push_retried(NewCounter(*registry_, "pigeon_push_retried_total",
                               "Push delivery rounds scheduled again after a failure")),
       push_pruned(NewCounter(*registry_, "pigeon_push_tokens_pruned_total",

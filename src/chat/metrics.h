@@ -48,6 +48,7 @@ class Metrics {
   prometheus::Histogram& commit_batch_ops;    // ops per store commit
   prometheus::Histogram& commit_seconds;      // store commit (write + fsync) latency
   prometheus::Gauge& commit_queue_depth;
+  prometheus::Gauge& password_checks_pending;   // sign-ups and logins queued or hashing
   prometheus::Counter& push_retried;            // delivery rounds scheduled again
   prometheus::Counter& push_pruned;             // dead tokens removed
   prometheus::Histogram& push_latency_seconds;  // first message committed -> provider accepted

@@ -145,9 +145,11 @@ void HttpApi::RunPasswordCheck(std::function<void()> check,
     r.headers.emplace_back("Retry-After", "1");
     return done(std::move(r));
   }
+  metrics_.password_checks_pending.Increment();
   boost::asio::post(*options_.password_threads, [this, check = std::move(check)] {
     check();  // hashes here; what follows it (a commit) completes elsewhere
     pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
+    metrics_.password_checks_pending.Decrement();
   });
 }
 
