@@ -135,15 +135,19 @@ Result<DeviceSession> HttpApi::Authenticate(const HttpRequest& req) {
   return chat_.Authenticate(auth.substr(kBearer.size()));
 }
 
-void HttpApi::RunPasswordCheck(std::function<void()> check,
+bool HttpApi::RunPasswordCheck(std::function<void()> check,
                                std::function<void(HttpResponse)>& done) {
-  if (!options_.password_threads) return check();
+  if (!options_.password_threads) {
+    check();
+    return true;
+  }
   if (pending_password_checks_.fetch_add(1, std::memory_order_relaxed) >=
       options_.max_pending_password_checks) {
     pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
     HttpResponse r = Error(Status(ErrorCode::kUnavailable, "server is busy, retry later"));
     r.headers.emplace_back("Retry-After", "1");
-    return done(std::move(r));
+    done(std::move(r));
+    return false;
   }
   metrics_.password_checks_pending.Increment();
   boost::asio::post(*options_.password_threads, [this, check = std::move(check)] {
@@ -151,6 +155,7 @@ void HttpApi::RunPasswordCheck(std::function<void()> check,
     pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
     metrics_.password_checks_pending.Decrement();
   });
+  return true;
 }
 
 void HttpApi::Handle(const HttpRequest& req, std::function<void(HttpResponse)> done) {
@@ -186,7 +191,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     auto pass = StringField(*body, "password");
     if (!user || !pass)
       return fail(ErrorCode::kBadRequest, "username and password are required strings");
-    return RunPasswordCheck(
+    (void)RunPasswordCheck(
         [this, done, user = *user, pass = *pass] {
           chat_.SignUp(user, pass, [done, this](Result<std::string> r) {
             if (!r.ok()) return done(Error(r.status()));
@@ -197,6 +202,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
           });
         },
         done);
+    return;
   }
   if (rest == "sessions" && m == "POST") {
     auto body = ParseBody(req.body);
@@ -212,20 +218,23 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     }
     // Only well-formed names are counted: no other can log in, and the
     // limiter's memory stays bounded by their length.
-    const bool counted = IsValidUserId(*user);
-    if (int64_t wait_ms = counted ? logins_.WaitMs(*user, NowMs()) : 0; wait_ms > 0)
-      return done(Error(
-          Status(ErrorCode::kRateLimited, "too many failed logins for this username; retry later"),
-          (wait_ms + 999) / 1000));
+    bool counted = false;
+    if (IsValidUserId(*user)) {
+      if (int64_t wait_ms = logins_.Begin(*user, NowMs(), &counted); wait_ms > 0)
+        return done(Error(Status(ErrorCode::kRateLimited,
+                                 "too many failed logins for this username; retry later"),
+                          (wait_ms + 999) / 1000));
+    }
     auto login = [this, done, counted, user = *user, pass = *pass, device_name] {
       chat_.Login(user, pass, device_name,
                   [done, this, counted, name = user](Result<LoginResult> r) {
-                    if (counted) {
-                      if (r.ok())
-                        logins_.Succeeded(name);
-                      else if (r.status().code() == ErrorCode::kUnauthorized)
-                        logins_.Failed(name, NowMs());
-                    }
+                    if (counted)
+                      logins_.End(name,
+                                  r.ok() ? LoginLimiter::Outcome::kSucceeded
+                                  : r.status().code() == ErrorCode::kUnauthorized
+                                      ? LoginLimiter::Outcome::kFailed
+                                      : LoginLimiter::Outcome::kNotChecked,
+                                  NowMs());
                     if (!r.ok()) return done(Error(r.status()));
                     std::string out = R"({"token":)";
                     AppendJsonString(out, r->token);
@@ -237,7 +246,9 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
                     done(Json(200, std::move(out)));
                   });
     };
-    return RunPasswordCheck(std::move(login), done);
+    if (!RunPasswordCheck(std::move(login), done) && counted)
+      logins_.End(*user, LoginLimiter::Outcome::kNotChecked, NowMs());
+    return;
   }
 
   // ---- everything else needs a token ----

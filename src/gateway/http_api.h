@@ -73,9 +73,9 @@ class HttpApi {
 
  private:
   Result<DeviceSession> Authenticate(const HttpRequest& req);
-  // Runs `check` (a sign-up or login) on the password threads, or answers
-  // `done` with 503 when too many are queued already.
-  void RunPasswordCheck(std::function<void()> check, std::function<void(HttpResponse)>& done);
+  // Runs `check` (a sign-up or login) on the password threads: true. Or
+  // answers `done` with 503, when too many are queued already: false.
+  bool RunPasswordCheck(std::function<void()> check, std::function<void(HttpResponse)>& done);
   void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
   ChatService& chat_;
