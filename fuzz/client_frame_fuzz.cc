@@ -1,6 +1,13 @@
 // libFuzzer: a WebSocket text message from a client, parsed as a frame. Two
 // parsers must give the same answer: simdjson's (the server's) and Boost.JSON's
 // (the one every frame went through before), down to the error's message.
+//
+// Except where Boost.JSON refuses valid JSON: a number whose exponent is
+// beyond its range (RFC 8259 sets none; `0e750956297025341214` is 0). There
+// simdjson reads the frame, and pigeon answers what the frame lacks or holds
+// (both bad_request) rather than "not valid JSON".
+#include <boost/json/error.hpp>
+#include <boost/json/parse.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
@@ -16,6 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string simd = DescribeParse(ParseClientFrame(text, limits));
   const std::string boost = DescribeParse(ParseClientFrameWithBoostJson(text, limits));
   if (simd != boost) {
+    boost::system::error_code ec;
+    (void)boost::json::parse(text, ec);
+    if (ec == boost::json::error::exponent_overflow) return 0;
     std::fprintf(stderr, "simdjson:   %s\nBoost.JSON: %s\n", simd.c_str(), boost.c_str());
     std::abort();
   }

@@ -53,7 +53,9 @@ struct FrameError {
 std::variant<ClientFrame, FrameError> ParseClientFrame(std::string_view text,
                                                        const FrameLimits& limits);
 // The same with Boost.JSON alone, as every frame was parsed before simdjson:
-// ParseClientFrame must answer each text exactly as this does (for tests).
+// ParseClientFrame must answer each text exactly as this does (for tests and
+// fuzz/client_frame_fuzz.cc), but for texts that Boost.JSON refuses for an
+// exponent beyond its range, which are valid JSON (RFC 8259 sets no limit).
 std::variant<ClientFrame, FrameError> ParseClientFrameWithBoostJson(std::string_view text,
                                                                     const FrameLimits& limits);
 
