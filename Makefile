@@ -3,7 +3,9 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 400000
+FUZZ_SEED ?= 1
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./pigeon-data
@@ -50,10 +52,11 @@ test-asan: build-asan peers
 test-tsan: build-tsan peers
 	bash scripts/test-tsan.sh $(TSAN_BUILD)
 
-# What clients send (frames, WebSocket bytes, HTTP requests), fuzzed for
-# FUZZ_SECONDS per target from the seeds in fuzz/corpus.
+# What clients send (frames, WebSocket bytes, HTTP requests), fuzzed from the
+# seeds in fuzz/corpus: FUZZ_RUNS inputs per target from mutation seed
+# FUZZ_SEED (the same inputs on every machine), at most FUZZ_SECONDS each.
 test-fuzz: build-fuzz
-	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_RUNS) $(FUZZ_SEED)
 
 test: format-check test-release test-asan test-tsan test-fuzz
 
