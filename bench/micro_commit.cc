@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -100,6 +101,56 @@ BENCHMARK(BM_CommitMessages)->Name("BM_CommitMessagesCounted")->Arg(16)->Iterati
 // round): the store's data and code are out of the caches after each sleep.
 void BM_CommitMessagesEvery2ms(benchmark::State& state) { CommitMessages(state, false, 2000); }
 BENCHMARK(BM_CommitMessagesEvery2ms)->Arg(16);
+
+// Retention: slices of N keys found (FindExpired) and committed (op::Expire,
+// one fsync'd WAL write each), as pigeond's retention thread does. 1,000
+// users, 200,000 expired messages (800,000 keys: the message, its dedup key
+// and two feed entries) written first
+// and again whenever a sweep has taken them all (not timed). Per key: time per
+// iteration / N. `commit_ms`: the commit's share of a slice, the time the
+// messages that share its batch wait for it.
+void BM_ExpireSlices(benchmark::State& state) {
+  const size_t keys = static_cast<size_t>(state.range(0));
+  Fixture f(1000);
+  std::vector<OpResult> results;
+  const std::string body(100, 'x');
+  uint64_t n = 0;
+  auto refill = [&] {
+    for (int b = 0; b < 200; ++b) {
+      std::vector<WriteOp> ops;
+      for (int i = 0; i < 1000; ++i, ++n)
+        ops.push_back(op::AppendMessage{"u" + std::to_string((n % f.convs().size()) * 2),
+                                        f.convs()[n % f.convs().size()], "k" + std::to_string(n),
+                                        body});
+      (void)f.store().Commit(ops, 1000, &results);
+    }
+  };
+  std::string resume;
+  double commit_s = 0;
+  uint64_t removed = 0;
+  refill();
+  for (auto _ : state) {
+    auto slice = f.store().FindExpired(2000, resume, keys);
+    if (!slice.ok()) state.SkipWithError(slice.status().message().c_str());
+    removed += slice->expire.keys.size();
+    std::vector<WriteOp> ops;
+    ops.push_back(std::move(slice->expire));
+    auto start = std::chrono::steady_clock::now();
+    auto s = f.store().Commit(ops, NowMs(), &results);
+    commit_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!s.ok()) state.SkipWithError(s.message().c_str());
+    resume = slice->resume;
+    if (slice->done) {
+      state.PauseTiming();
+      resume.clear();
+      refill();
+      state.ResumeTiming();
+    }
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(removed));
+  state.counters["commit_ms"] = commit_s * 1000 / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_ExpireSlices)->Arg(512)->UseRealTime();  // Retention::Options::keys_per_commit
 
 // A user's conversation list (GET /api/v1/conversations) with 999 conversations,
 // one message in each: a record, a last-message seek and a marks lookup each.

@@ -764,6 +764,53 @@ TEST(LoginLimits, RepeatedWrongPasswordsLockTheUsernameUntilTheWindowEnds) {
   EXPECT_EQ(login("alice", "password1").status, 200);
 }
 
+// Retention (retention_s): messages older than it leave the feed, the
+// history and the dedup keys; cursors held from before stay valid, and the
+// next message takes the next seq and position.
+TEST(Retention, OldMessagesGoAndCursorsFromBeforeStayValid) {
+  TestServer server({"--retention-s", "2", "--retention-sweep-interval-s", "1"});
+  server.Start();
+  const uint16_t port = server.port();
+  auto alice = Login(port, "alice"), bob = Login(port, "bob");
+  auto conv = OpenConversation(port, alice, "bob");
+  auto wa = WsClient::Connect(port, alice.token);
+  for (const char* cmid : {"old1", "old2"}) wa->SendJson(SendFrameJson(conv, cmid, cmid));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
+  auto before = Http(port, "GET", "/api/v1/messages", "", bob.token);
+  ASSERT_EQ(before.json.at("messages").as_array().size(), 2u);
+  const std::string held = S(before.json.at("next_cursor"));  // a device's cursor
+
+  // Gone once a sweep runs after they are 2 s old.
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = Http(port, "GET", "/metrics").body.find("pigeon_retention_messages_removed_total 2") !=
+           std::string::npos;
+  }
+  ASSERT_TRUE(gone) << Http(port, "GET", "/metrics").body;
+  auto all = Http(port, "GET", "/api/v1/messages", "", bob.token);
+  EXPECT_TRUE(all.json.at("messages").as_array().empty()) << all.body;
+  auto after_held = Http(port, "GET", "/api/v1/messages?since=" + held, "", bob.token);
+  EXPECT_TRUE(after_held.json.at("messages").as_array().empty());
+  EXPECT_EQ(S(after_held.json.at("next_cursor")), held);
+  auto history = Http(port, "GET", "/api/v1/conversations/" + conv + "/messages", "", bob.token);
+  EXPECT_TRUE(history.json.at("messages").as_array().empty()) << history.body;
+
+  // An old client_msg_id is new again; the seq and the feed go on from where they were.
+  wa->SendJson(SendFrameJson(conv, "old1", "new"));
+  auto ack = wa->NextOfType("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(I(ack->at("seq")), 3);
+  auto wb = WsClient::Connect(port, bob.token, held);
+  ASSERT_TRUE(wb);
+  auto m = wb->NextOfType("message");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(S(m->at("body")), "new");
+  EXPECT_EQ(I(m->at("seq")), 3);
+  auto list = Http(port, "GET", "/api/v1/conversations", "", alice.token);
+  EXPECT_EQ(I(list.json.at("conversations").as_array()[0].at("last_seq")), 3);
+}
+
 // Password hashing has threads of its own, with a bounded queue: a login that
 // is being hashed holds up neither the workers (store reads, typing,
 // presence, upgrades) nor, past the bound, a queue of more logins.

@@ -202,6 +202,10 @@ struct CountingStore final : MessageStore {
   Result<std::vector<DeviceInfo>> Devices(std::string_view u) override { return inner.Devices(u); }
   Result<OutboxEntry> GetOutbox(std::string_view u) override { return inner.GetOutbox(u); }
   Result<std::vector<OutboxEntry>> ListOutbox(size_t n) override { return inner.ListOutbox(n); }
+  Result<ExpiredSlice> FindExpired(int64_t before_ms, std::string_view resume,
+                                   size_t max_keys) override {
+    return inner.FindExpired(before_ms, resume, max_keys);
+  }
   Status Check() override { return inner.Check(); }
   StoreHealth Health() override { return inner.Health(); }
   MessageStore& inner;

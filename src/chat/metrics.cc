@@ -94,6 +94,15 @@ Metrics::Metrics()
                                      "Bytes free for pigeond on the data directory's file system")),
       store_wal_fdatasyncs(WalSyncs(*registry_).Add({{"method", "fdatasync"}})),
       store_wal_flushes(WalSyncs(*registry_).Add({{"method", "flush"}})),
+      retention_sweeps(NewCounter(*registry_, "pigeon_retention_sweeps_total",
+                                  "Retention sweeps completed (retention_s)")),
+      retention_feed_entries_removed(
+          NewCounter(*registry_, "pigeon_retention_feed_entries_removed_total",
+                     "Feed entries removed for being older than retention_s")),
+      retention_messages_removed(
+          NewCounter(*registry_, "pigeon_retention_messages_removed_total",
+                     "Messages (with their client_msg_id keys) removed for being older than "
+                     "retention_s")),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")

@@ -61,6 +61,9 @@ class Metrics {
   prometheus::Gauge& store_disk_free_bytes;
   prometheus::Counter& store_wal_fdatasyncs;  // commits made durable by an fdatasync of the log
   prometheus::Counter& store_wal_flushes;     // ... by its pages' write and a cache flush
+  prometheus::Counter& retention_sweeps;      // retention sweeps completed
+  prometheus::Counter& retention_feed_entries_removed;
+  prometheus::Counter& retention_messages_removed;  // with their dedup keys
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;

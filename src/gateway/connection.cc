@@ -529,6 +529,7 @@ void Connection::RequestCatchUpPage() {
                                  /*confirm=*/false);
     Result<std::vector<std::pair<FeedPos, SharedFrame>>> frames = Status();
     bool has_more = false;
+    FeedPos read_to = 0;
     if (!feed.ok()) {
       frames = feed.status();
     } else {
@@ -536,9 +537,11 @@ void Connection::RequestCatchUpPage() {
       v.reserve(feed->entries.size());
       size_t bytes = 0;
       has_more = feed->has_more;
+      read_to = feed->last_pos;
       for (auto& e : feed->entries) {
         if (bytes >= budget) {  // the rest comes with the next page
           has_more = true;
+          read_to = v.empty() ? 0 : v.back().first;
           break;
         }
         SharedFrame frame(ChatService::FeedEntryJson(e));
@@ -547,14 +550,14 @@ void Connection::RequestCatchUpPage() {
       }
       frames = std::move(v);
     }
-    self->thread_.Post([self, frames = std::move(frames), has_more]() mutable {
-      self->OnCatchUpPage(std::move(frames), has_more);
+    self->thread_.Post([self, frames = std::move(frames), read_to, has_more]() mutable {
+      self->OnCatchUpPage(std::move(frames), read_to, has_more);
     });
   });
 }
 
 void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page,
-                               bool has_more) {
+                               FeedPos read_to, bool has_more) {
   if (phase_ != Phase::kWebSocket || !catchup_) return;
   if (!page.ok()) return CloseWs(ws::kCloseTryAgainLater, "store unavailable");
   for (auto& [pos, frame] : *page) {
@@ -562,6 +565,9 @@ void Connection::OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame
     last_sent_pos_ = pos;
     SendText(*frame);
   }
+  // Entries with nothing to send are behind this socket too: the next page
+  // starts after them.
+  last_sent_pos_ = std::max(last_sent_pos_, read_to);
   if (phase_ != Phase::kWebSocket) return;
   if (has_more || catchup_->reread) {
     catchup_->reread = false;

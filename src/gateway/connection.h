@@ -114,7 +114,10 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   void OnText(std::string_view text);
   void OnFeedEntry(FeedPos pos, const SharedFrame& frame);
   void RequestCatchUpPage();
-  void OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page, bool has_more);
+  // `read_to`: the last feed position the page covers, past entries with
+  // nothing to send (references to messages retention removed).
+  void OnCatchUpPage(Result<std::vector<std::pair<FeedPos, SharedFrame>>> page, FeedPos read_to,
+                     bool has_more);
   void OnPresenceSubscribe(std::vector<std::string> users);
   void OnPresenceAnswers(std::vector<PresenceAnswer> answers);
   Watch* FindWatch(const std::string& user);

@@ -334,10 +334,10 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!page.ok()) return done(Error(page.status()));
     std::string out = R"({"messages":[)";
     std::string receipts;
-    FeedPos last = since;
+    // The last entry read: past references to messages retention removed too.
+    const FeedPos last = page->last_pos ? page->last_pos : since;
     bool first = true;
     for (auto& e : page->entries) {
-      last = e.pos;
       if (e.kind == FeedEntry::Kind::kReceipt) {
         if (!receipts.empty()) receipts.push_back(',');
         receipts.append(ChatService::FeedEntryJson(e));

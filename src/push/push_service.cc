@@ -170,7 +170,7 @@ int64_t PushService::Process(const std::string& user, HttpClient& http) {
     if (options_.preview) {
       if (!preview) {
         auto page = store_.ReadFeed(user, box->latest_pos - 1, 1);
-        if (page.ok() && !page->entries.empty() &&
+        if (page.ok() && !page->entries.empty() && page->entries[0].pos == box->latest_pos &&
             page->entries[0].kind == FeedEntry::Kind::kMessage)
           preview = page->entries[0].message;
       }

@@ -38,6 +38,12 @@ std::vector<Option> Options(Config& c) {
        &c.max_output_bytes},
       {"max_inflight_sends", "sends per socket awaiting their ack before rate_limited",
        &c.max_inflight_sends},
+      {"retention_s",
+       "feed entries, messages and their client_msg_id keys older than this many seconds are "
+       "removed (default 30 days); 0: kept forever",
+       &c.retention_s},
+      {"retention_sweep_interval_s", "seconds between retention sweeps",
+       &c.retention_sweep_interval_s},
       {"commit_queue_max", "operations waiting to commit before unavailable", &c.commit_queue_max},
       {"commit_batch_max", "operations per group commit", &c.commit_batch_max},
       {"commit_delay_us",

@@ -17,6 +17,7 @@
 #include "chat/commit_pipeline.h"
 #include "chat/metrics.h"
 #include "chat/presence_service.h"
+#include "chat/retention.h"
 #include "core/thread_name.h"
 #include "gateway/http_api.h"
 #include "gateway/server.h"
@@ -129,6 +130,11 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (cfg->retention_s > 0 && cfg->retention_sweep_interval_s == 0) {
+    spdlog::critical("retention_sweep_interval_s must be at least 1");
+    return 2;
+  }
+
   std::error_code fec;
   std::filesystem::create_directories(cfg->data_dir, fec);
   auto store = RocksStore::Open({.path = cfg->data_dir,
@@ -146,6 +152,10 @@ int main(int argc, char** argv) {
                            .max_batch = cfg->commit_batch_max,
                            .delay_us = static_cast<uint32_t>(cfg->commit_delay_us),
                            .delay_ops = cfg->commit_delay_ops});
+  Retention retention(
+      **store, pipeline, metrics,
+      {.keep_ms = static_cast<int64_t>(cfg->retention_s) * 1000,
+       .interval_ms = static_cast<int64_t>(cfg->retention_sweep_interval_s) * 1000});
   LocalPresence presence;
   LocalBus bus;
   SessionRegistry registry;
@@ -206,6 +216,7 @@ int main(int argc, char** argv) {
     spdlog::critical("push: {}", s.message());
     return 1;
   }
+  retention.Start(/*sweep_now=*/true);
   spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
 
   boost::asio::io_context signals_ctx;
@@ -221,6 +232,7 @@ int main(int argc, char** argv) {
   password_threads.join();  // sign-ups and logins in progress submit their commits
   presence_service.Stop();  // last_seen of users whose sockets just closed
   push_service.Stop();      // what is not pushed stays in the outbox for the next start
+  retention.Stop();         // a sweep ends after its slice; the next start sweeps again
   pipeline.Stop();
   spdlog::info("pigeond stopped");
   return 0;

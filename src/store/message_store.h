@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -145,6 +146,10 @@ struct FeedEntry {
 struct FeedPage {
   std::vector<FeedEntry> entries;  // positions ascending, all > the `after` asked
   bool has_more = false;
+  // The position of the last entry read, returned or not (a reference to a
+  // message retention removed is skipped); 0 when none was read. A reader
+  // that got every entry resumes after it.
+  FeedPos last_pos = 0;
 };
 
 // ---- write operations -------------------------------------------------------
@@ -230,12 +235,22 @@ struct RetryOutbox {
   uint32_t attempts;
   int64_t next_try_ms;
 };
+// Retention: removes what MessageStore::FindExpired of the same store found
+// older than its cutoff (feed entries, messages and their dedup keys, in the
+// backend's own keys). A feed or conversation that loses its newest entry
+// keeps that entry's position or seq as its floor, so positions and seqs
+// never restart: a device's cursor stays valid.
+struct Expire {
+  std::vector<std::string> keys;
+  std::vector<std::pair<std::string, uint64_t>> feed_floors;          // user, newest position
+  std::vector<std::pair<std::string, uint64_t>> conversation_floors;  // conversation, newest seq
+};
 }  // namespace op
 
 using WriteOp =
     std::variant<op::CreateUser, op::CreateSession, op::DeleteSession, op::OpenDirectConversation,
                  op::AppendMessage, op::ConfirmFeed, op::MarkRead, op::SetLastSeen, op::SetPrivacy,
-                 op::SetPush, op::CompleteOutbox, op::RetryOutbox>;
+                 op::SetPush, op::CompleteOutbox, op::RetryOutbox, op::Expire>;
 
 struct Delivery {
   std::string user_id;
@@ -257,6 +272,15 @@ struct ReceiptResult {
 struct ReceiptsResult {
   std::vector<ReceiptResult> receipts;
   FeedPos resume_from = 0;  // ConfirmFeed: nonzero when the scan stopped early
+};
+
+// One slice of a retention sweep (MessageStore::FindExpired).
+struct ExpiredSlice {
+  op::Expire expire;  // empty when the slice found nothing
+  uint64_t feed_entries = 0;
+  uint64_t messages = 0;
+  std::string resume;  // where the next slice starts
+  bool done = false;   // the sweep is over
 };
 
 struct OpResult {
@@ -293,6 +317,14 @@ class MessageStore {
   virtual Result<OutboxEntry> GetOutbox(std::string_view user_id) = 0;
   // Every pending outbox entry, at most `limit` (recovery at start-up).
   virtual Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) = 0;
+  // Retention: what is older than `before_ms` (commit time), from `resume`
+  // ("" for a new sweep), at most about `max_keys` keys' worth. Commit the
+  // slice's op::Expire, then ask for the next slice from its `resume`, until
+  // `done`. Reads only: a slice is a snapshot, and what it names is never
+  // written again (positions and seqs only grow), so it stays right to
+  // commit while new messages arrive.
+  virtual Result<ExpiredSlice> FindExpired(int64_t before_ms, std::string_view resume,
+                                           size_t max_keys) = 0;
   // ok when the store answers (readiness).
   virtual Status Check() = 0;
   // Whether the engine's background work keeps up with the writes (/metrics).

@@ -317,6 +317,118 @@ TYPED_TEST(StoreContract, LastSeenAndPrivacyPersist) {
   EXPECT_EQ(u->password_hash, "h");
 }
 
+// Retention (chat/retention.h): what was committed before the cutoff goes,
+// slice by slice; what came after stays, and positions and seqs go on.
+TYPED_TEST(StoreContract, RetentionRemovesWhatIsOlderThanTheCutoffAndNothingElse) {
+  auto id = this->Conv("alice", "bob");
+  auto other = this->Conv("alice", "carol");
+  for (int i = 0; i < 5; ++i) this->Append(i % 2 ? "bob" : "alice", id, "old" + std::to_string(i));
+  this->Append("alice", other, "old-to-carol");
+  (void)this->One(op::CreateSession{"bob", "phone", "", TokenHash("tb")});
+  // bob's devices hold his feed: a delivered receipt for alice's 3 messages, in her feed.
+  ASSERT_EQ(
+      std::get<ReceiptsResult>(this->One(op::ConfirmFeed{"bob", "phone", 5}).value).receipts.size(),
+      1u);
+  const int64_t cutoff = this->now_ + 1;
+  this->now_ += 10;
+  auto kept = this->Append("bob", id, "new1", "kept");
+  auto head_alice = *this->store_->FeedHead("alice");
+  EXPECT_EQ(head_alice, 8u);  // 5 + carol's + the receipt + kept
+
+  // A slice read before a message arrives is still right to commit after it.
+  auto early = this->store_->FindExpired(cutoff, "", 3);
+  ASSERT_TRUE(early.ok());
+  auto late = this->Append("alice", id, "new2", "also kept");
+  ASSERT_TRUE(this->One(std::move(early->expire)).status.ok());
+  auto swept = SweepExpired(*this->store_, this->now_, cutoff, 3);
+  EXPECT_EQ(early->feed_entries + swept.feed_entries, 7u + 5u + 1u);  // alice's, bob's, carol's
+  EXPECT_EQ(early->messages + swept.messages, 6u);
+  EXPECT_GT(swept.slices, 2u);
+
+  auto feed = this->store_->ReadFeed("alice", 0, 100);
+  ASSERT_TRUE(feed.ok());
+  ASSERT_EQ(feed->entries.size(), 2u);
+  EXPECT_EQ(feed->entries[0].pos, 8u);
+  EXPECT_EQ(feed->entries[0].message.body, "kept");
+  EXPECT_EQ(feed->entries[1].pos, 9u);
+  EXPECT_EQ(feed->last_pos, 9u);
+  auto history = this->store_->History(id, UINT64_MAX, 100);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[1].seq, kept.message.seq);
+  // The dedup keys went with their messages; the kept message's stays.
+  auto again = this->Append("alice", id, "old0", "a new message");
+  EXPECT_FALSE(again.duplicate);
+  EXPECT_EQ(again.message.seq, late.message.seq + 1);
+  EXPECT_TRUE(this->Append("bob", id, "new1").duplicate);
+  // Nothing older is left.
+  auto rest = this->store_->FindExpired(cutoff, "", 100);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_TRUE(rest->done);
+  EXPECT_TRUE(rest->expire.keys.empty());
+}
+
+TYPED_TEST(StoreContract, RetentionThatEmptiesAFeedAndAConversationKeepsTheirPlace) {
+  auto id = this->Conv("alice", "bob");
+  for (int i = 0; i < 4; ++i) this->Append("alice", id, "m" + std::to_string(i));
+  auto swept = SweepExpired(*this->store_, this->now_, this->now_ + 1, 100);
+  EXPECT_EQ(swept.messages, 4u);
+  EXPECT_EQ(swept.feed_entries, 8u);
+  EXPECT_TRUE(this->store_->ReadFeed("bob", 0, 100)->entries.empty());
+  EXPECT_TRUE(this->store_->History(id, UINT64_MAX, 100)->empty());
+  // A device's cursor stays valid: the head and the last seq are kept.
+  EXPECT_EQ(*this->store_->FeedHead("bob"), 4u);
+  EXPECT_EQ(this->store_->GetConversation(id)->last_seq, 4u);
+  EXPECT_EQ((*this->store_->ListConversations("bob"))[0].last_seq, 4u);
+  this->Reopen();  // nothing cached: read from the store
+  auto next = this->Append("alice", id, "m0", "after");
+  EXPECT_FALSE(next.duplicate);
+  EXPECT_EQ(next.message.seq, 5u);
+  for (auto& d : next.fanout) EXPECT_EQ(d.pos, 5u);
+  auto feed = this->store_->ReadFeed("bob", 4, 100);
+  ASSERT_EQ(feed->entries.size(), 1u);
+  EXPECT_EQ(feed->entries[0].message.body, "after");
+}
+
+// RocksDB-specific: a feed entry whose message is gone (retention removed it
+// first, as when the clock was set back between them) is skipped, and the
+// page still reads past it, so a device's cursor moves on.
+TEST(RocksStoreRetention, AFeedEntryWhoseMessageIsGoneIsSkippedAndReadPast) {
+  RocksBackend backend;
+  auto store = backend.Open();
+  int64_t now = 1000;
+  auto id = OpenConversation(*store, now, "alice", "bob");
+  for (const char* cmid : {"a", "b", "c"})
+    ASSERT_TRUE(CommitOne(*store, now, op::AppendMessage{"alice", id, cmid, cmid}).status.ok());
+  op::Expire gone;
+  for (uint64_t seq : {2u, 3u}) {
+    std::string key = "M" + id;
+    key.push_back('\0');
+    for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(seq >> shift));
+    gone.keys.push_back(std::move(key));
+  }
+  ASSERT_TRUE(CommitOne(*store, now, std::move(gone)).status.ok());
+  auto feed = store->ReadFeed("bob", 0, 100);
+  ASSERT_TRUE(feed.ok()) << feed.status().message();
+  ASSERT_EQ(feed->entries.size(), 1u);
+  EXPECT_EQ(feed->entries[0].message.body, "a");
+  EXPECT_EQ(feed->last_pos, 3u);
+  EXPECT_FALSE(feed->has_more);
+  auto rest = store->ReadFeed("bob", 1, 100);
+  EXPECT_TRUE(rest->entries.empty());
+  EXPECT_EQ(rest->last_pos, 3u);
+  // A sweep stops at a feed's first entry to keep, with what follows it...
+  auto swept = SweepExpired(*store, now, 0, 100);
+  EXPECT_EQ(swept.feed_entries, 0u);
+  EXPECT_EQ(store->ReadFeed("bob", 0, 100)->entries.size(), 1u);
+  // ... and takes entries whose message is gone with the expired ones before them.
+  swept = SweepExpired(*store, now, now + 1, 100);
+  EXPECT_EQ(swept.feed_entries, 6u);
+  EXPECT_EQ(swept.messages, 1u);
+  EXPECT_TRUE(store->ReadFeed("bob", 0, 100)->entries.empty());
+  EXPECT_EQ(*store->FeedHead("bob"), 3u);
+}
+
 // RocksDB-specific (not part of the contract): the store's flushes and
 // compactions run on its environment's HIGH and LOW pools, which an open
 // RocksStore puts under SCHED_IDLE so they never take a core from the network

@@ -37,4 +37,32 @@ inline std::string OpenConversation(MessageStore& store, int64_t& now, const std
   return r.status.ok() ? std::get<Conversation>(r.value).id : std::string();
 }
 
+// What a retention sweep does (chat/retention.h): every slice of what was
+// committed before `before_ms`, each committed as read; the feed entries and
+// messages it removed.
+struct Swept {
+  uint64_t feed_entries = 0;
+  uint64_t messages = 0;
+  size_t slices = 0;
+};
+inline Swept SweepExpired(MessageStore& store, int64_t& now, int64_t before_ms, size_t max_keys) {
+  Swept swept;
+  std::string resume;
+  for (;;) {
+    auto slice = store.FindExpired(before_ms, resume, max_keys);
+    EXPECT_TRUE(slice.ok()) << slice.status().message();
+    if (!slice.ok()) return swept;
+    EXPECT_LE(slice->expire.keys.size(), max_keys + 1);  // a message and its dedup key: one over
+    if (!slice->expire.keys.empty()) {
+      auto r = CommitOne(store, now, std::move(slice->expire));
+      EXPECT_TRUE(r.status.ok()) << r.status.message();
+      ++swept.slices;
+    }
+    swept.feed_entries += slice->feed_entries;
+    swept.messages += slice->messages;
+    if (slice->done) return swept;
+    resume = slice->resume;
+  }
+}
+
 }  // namespace pigeon

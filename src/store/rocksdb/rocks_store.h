@@ -15,6 +15,9 @@
 //   R conversation_id '\0' user  -> varint delivered mark, varint read mark
 //   W user                       -> varint furthest confirmed feed position
 //   O user                       -> OutboxEntry (messages that may need a push)
+//   H user                       -> varint head: the feed's newest position when retention
+//                                   removed all of it (a feed's head is its newest F key's
+//                                   position, or this when it has none)
 #pragma once
 
 #include <boost/unordered/unordered_flat_map.hpp>
@@ -103,6 +106,8 @@ class RocksStore final : public MessageStore {
   Result<std::vector<DeviceInfo>> Devices(std::string_view user_id) override;
   Result<OutboxEntry> GetOutbox(std::string_view user_id) override;
   Result<std::vector<OutboxEntry>> ListOutbox(size_t limit) override;
+  Result<ExpiredSlice> FindExpired(int64_t before_ms, std::string_view resume,
+                                   size_t max_keys) override;
   Status Check() override;
   StoreHealth Health() override;
 
@@ -176,6 +181,7 @@ class RocksStore final : public MessageStore {
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::SetPush& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::CompleteOutbox& o, int64_t now_ms);
   OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::RetryOutbox& o, int64_t now_ms);
+  OpResult ApplyOp(rocksdb::WriteBatch& batch, const op::Expire& o, int64_t now_ms);
   // Whether any device of `user` (cached as `u`) has a push registration.
   Result<bool> UserHasPush(const std::string& user, CachedUser& u);
   Result<ReadMarks> GetMarks(const std::string& conv, const std::string& user);
