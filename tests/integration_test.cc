@@ -764,6 +764,59 @@ TEST(LoginLimits, RepeatedWrongPasswordsLockTheUsernameUntilTheWindowEnds) {
   EXPECT_EQ(login("alice", "password1").status, 200);
 }
 
+// One client's sign-ups and logins take at most max_password_checks_per_client
+// places of the password queue: past them it gets 429 at once, and other
+// clients still get theirs. Behind a trusted proxy, the client is the address
+// the proxy forwarded for.
+TEST(PasswordThreads, OneClientCannotFillTheQueueForEveryoneElse) {
+  // One password thread, a hash of about a second: checks stay queued while the test looks.
+  TestServer server({"--password-threads", "1", "--max-pending-password-checks", "8",
+                     "--max-password-checks-per-client", "2", "--trusted-proxies", "127.0.0.1",
+                     "--pwhash-opslimit", "40", "--pwhash-memlimit-kib", "65536"});
+  server.Start();
+  // Logins of names that do not exist cost a whole check too (and get 401).
+  auto login = [&](int n, const std::string& forwarded_for, int source_index = 0) {
+    const std::string body = json::serialize(
+        json::object{{"username", "nobody" + std::to_string(n)}, {"password", "guess"}});
+    std::string raw = "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n";
+    if (!forwarded_for.empty()) raw += "X-Forwarded-For: " + forwarded_for + "\r\n";
+    return RawHttp(server.port(), raw + "\r\n" + body, source_index);
+  };
+  auto pending = [&](int n) {
+    for (int i = 0; i < 500; ++i) {
+      if (Http(server.port(), "GET", "/metrics")
+              .body.find("pigeon_password_checks_pending " + std::to_string(n)) !=
+          std::string::npos)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  // Client A, through the proxy (127.0.0.1), takes its two places.
+  std::vector<std::thread> queued;
+  std::atomic<int> answered_401{0};
+  auto queue = [&](int n, std::string forwarded_for, int source_index) {
+    queued.emplace_back([&, n, forwarded_for, source_index] {
+      if (login(n, forwarded_for, source_index).status == 401) ++answered_401;
+    });
+  };
+  queue(1, "198.51.100.1", 0);
+  queue(2, "198.51.100.1", 0);
+  ASSERT_TRUE(pending(2));
+  // A third from A: refused at once, and not for the queue (that has room).
+  auto refused = login(3, "192.0.2.9, 198.51.100.1");  // what A says of itself is not believed
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(S(refused.json.at("error").at("code")), "rate_limited");
+  EXPECT_EQ(refused.headers["retry-after"], "1");
+  // Client B, through the same proxy, and a client connecting from 127.0.0.2
+  // that claims to be A (it is no proxy): both checked (401, not 429), as A's two.
+  queue(4, "198.51.100.2", 0);
+  queue(5, "198.51.100.1", 1);
+  for (auto& t : queued) t.join();
+  EXPECT_EQ(answered_401, 4);
+}
+
 // Retention (retention_s): messages older than it leave the feed, the
 // history and the dedup keys; cursors held from before stay valid, and the
 // next message takes the next seq and position.

@@ -16,6 +16,7 @@
 #include "chat/metrics.h"
 #include "chat/presence_service.h"
 #include "core/ids.h"
+#include "gateway/client_address.h"
 #include "gateway/http_parse.h"
 #include "gateway/session_registry.h"
 
@@ -204,6 +205,7 @@ size_t Connection::ProcessHttp(const char* data, size_t len) {
 
 void Connection::DispatchHttp(HttpRequest req) {
   phase_ = Phase::kHttpBusy;
+  req.peer = PeerAddress(fd_);
   auto self = shared_from_this();
   bool keep_alive = req.keep_alive;
   if (req.path() == "/api/v1/ws") {

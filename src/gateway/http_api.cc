@@ -135,26 +135,47 @@ Result<DeviceSession> HttpApi::Authenticate(const HttpRequest& req) {
   return chat_.Authenticate(auth.substr(kBearer.size()));
 }
 
-bool HttpApi::RunPasswordCheck(std::function<void()> check,
+bool HttpApi::RunPasswordCheck(const HttpRequest& req, std::function<void()> check,
                                std::function<void(HttpResponse)>& done) {
   if (!options_.password_threads) {
     check();
     return true;
   }
+  std::string client;
+  if (options_.max_password_checks_per_client > 0) {
+    client = options_.clients.ClientOf(req.peer, req.forwarded_for);
+    std::lock_guard lock(pending_by_client_mu_);
+    uint32_t& n = pending_by_client_[client];
+    if (n >= options_.max_password_checks_per_client) {
+      done(Error(Status(ErrorCode::kRateLimited,
+                        "too many sign-ups and logins from this client at once; retry later")));
+      return false;
+    }
+    ++n;
+  }
+  auto client_done = [this, client] {
+    if (client.empty()) return;
+    std::lock_guard lock(pending_by_client_mu_);
+    auto it = pending_by_client_.find(client);
+    if (it != pending_by_client_.end() && --it->second == 0) pending_by_client_.erase(it);
+  };
   if (pending_password_checks_.fetch_add(1, std::memory_order_relaxed) >=
       options_.max_pending_password_checks) {
     pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
+    client_done();
     HttpResponse r = Error(Status(ErrorCode::kUnavailable, "server is busy, retry later"));
     r.headers.emplace_back("Retry-After", "1");
     done(std::move(r));
     return false;
   }
   metrics_.password_checks_pending.Increment();
-  boost::asio::post(*options_.password_threads, [this, check = std::move(check)] {
-    check();  // hashes here; what follows it (a commit) completes elsewhere
-    pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
-    metrics_.password_checks_pending.Decrement();
-  });
+  boost::asio::post(*options_.password_threads,
+                    [this, check = std::move(check), client_done = std::move(client_done)] {
+                      check();  // hashes here; what follows it (a commit) completes elsewhere
+                      client_done();
+                      pending_password_checks_.fetch_sub(1, std::memory_order_relaxed);
+                      metrics_.password_checks_pending.Decrement();
+                    });
   return true;
 }
 
@@ -192,6 +213,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!user || !pass)
       return fail(ErrorCode::kBadRequest, "username and password are required strings");
     (void)RunPasswordCheck(
+        req,
         [this, done, user = *user, pass = *pass] {
           chat_.SignUp(user, pass, [done, this](Result<std::string> r) {
             if (!r.ok()) return done(Error(r.status()));
@@ -246,7 +268,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
                     done(Json(200, std::move(out)));
                   });
     };
-    if (!RunPasswordCheck(std::move(login), done) && counted)
+    if (!RunPasswordCheck(req, std::move(login), done) && counted)
       logins_.End(*user, LoginLimiter::Outcome::kNotChecked, NowMs());
     return;
   }

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "core/cursor.h"
+#include "core/string_hash.h"
+#include "gateway/client_address.h"
 #include "gateway/http_parse.h"
 #include "gateway/login_limiter.h"
 #include "store/message_store.h"
@@ -54,6 +58,11 @@ class HttpApi {
     boost::asio::thread_pool* password_threads = nullptr;
     // Checks queued for those threads at most; past it: 503 unavailable.
     size_t max_pending_password_checks = 64;
+    // Of those, from one client at most (ClientAddresses); past it: 429
+    // rate_limited. So one client cannot fill the queue and turn everyone
+    // else's sign-ups and logins away. 0: no per-client bound.
+    size_t max_password_checks_per_client = 8;
+    ClientAddresses clients;  // which proxies' X-Forwarded-For is believed
   };
   HttpApi(ChatService& chat, PresenceService& presence, push::PushService& push, Metrics& metrics,
           Options options)
@@ -75,7 +84,9 @@ class HttpApi {
   Result<DeviceSession> Authenticate(const HttpRequest& req);
   // Runs `check` (a sign-up or login) on the password threads: true. Or
   // answers `done` with 503, when too many are queued already: false.
-  bool RunPasswordCheck(std::function<void()> check, std::function<void(HttpResponse)>& done);
+  // Or with 429, when `client` has too many queued already.
+  bool RunPasswordCheck(const HttpRequest& req, std::function<void()> check,
+                        std::function<void(HttpResponse)>& done);
   void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
   ChatService& chat_;
@@ -84,6 +95,10 @@ class HttpApi {
   Metrics& metrics_;
   Options options_;
   std::atomic<size_t> pending_password_checks_{0};
+  std::mutex pending_by_client_mu_;
+  // Clients with checks queued or hashing, and how many: at most
+  // max_pending_password_checks entries.
+  boost::unordered_flat_map<std::string, uint32_t, StringHash, StringEqual> pending_by_client_;
   LoginLimiter logins_;  // failed logins per username (POST /sessions)
 };
 

@@ -80,6 +80,10 @@ HttpRequest HttpRequestParser::Take() {
                         HasToken(msg[http::field::connection], "upgrade");
   r.ws_key = std::string(msg[http::field::sec_websocket_key]);
   r.ws_version = std::string(msg[http::field::sec_websocket_version]);
+  for (auto [it, end] = msg.equal_range("X-Forwarded-For"); it != end; ++it) {
+    if (!r.forwarded_for.empty()) r.forwarded_for.push_back(',');
+    r.forwarded_for.append(it->value());
+  }
   r.body = std::move(msg.body());
   return r;
 }

@@ -18,6 +18,11 @@ struct HttpRequest {
   bool upgrade_websocket = false;  // Upgrade: websocket and Connection: upgrade
   std::string ws_key;
   std::string ws_version;
+  // Where the request came from: the peer's address (set by the connection,
+  // not parsed), and the X-Forwarded-For headers' addresses, comma-separated
+  // (what a proxy says it forwarded for; trusted only from a trusted proxy).
+  std::string peer;
+  std::string forwarded_for;
 
   std::string_view path() const { return std::string_view(target).substr(0, target.find('?')); }
 };

@@ -30,6 +30,14 @@ std::vector<Option> Options(Config& c) {
       {"max_pending_password_checks",
        "sign-ups and logins waiting for a password thread; past it they get 503 unavailable",
        &c.max_pending_password_checks},
+      {"max_password_checks_per_client",
+       "of those, from one client address (IPv6: one /64); past it they get 429 rate_limited; 0: "
+       "no per-client bound",
+       &c.max_password_checks_per_client},
+      {"trusted_proxies",
+       "comma-separated addresses and networks (10.0.0.0/8, fd00::/8) of reverse proxies whose "
+       "X-Forwarded-For names the client; empty: the connecting address is the client",
+       &c.trusted_proxies},
       {"max_body_bytes", "largest message body (bytes of UTF-8); larger is too_large",
        &c.max_body_bytes},
       {"max_frame_bytes", "largest WebSocket frame; larger closes the socket with 1009",

@@ -10,22 +10,24 @@
 namespace pigeon {
 
 struct Config {
-  std::string listen = "127.0.0.1:8080";      // HOST:PORT for HTTP and WebSocket
-  std::string data_dir = "./pigeon-data";     // the RocksDB store
-  std::string log_level = "info";             // trace, debug, info, warn, error
-  uint32_t network_threads = 0;               // 0: half the cores, at least one
-  uint32_t worker_threads = 2;                // store reads, HTTP handling, upgrades
-  uint32_t password_threads = 2;              // password hashing (sign-up, login)
-  uint64_t max_pending_password_checks = 64;  // queued for password_threads; past it 503
-  uint64_t max_body_bytes = 65536;            // message body, bytes of UTF-8; larger: too_large
-  uint64_t max_frame_bytes = 1 << 20;         // WebSocket frame hard limit; larger: close 1009
-  uint64_t max_output_bytes = 8 << 20;        // per-socket output queue; past it the socket closes
-  uint64_t max_inflight_sends = 4096;         // un-acked sends per socket; past it rate_limited
-  uint64_t commit_queue_max = 100000;         // ops waiting to commit; past it unavailable
-  uint64_t commit_batch_max = 8192;           // ops per group commit
-  uint64_t commit_delay_us = 2000;            // a small batch waits this long for more (0: off)
-  uint64_t commit_delay_ops = 16;             // ... unless it already has this many ops
-  uint64_t store_write_mb_per_s = 0;          // flushes and compactions write at most this (0: off)
+  std::string listen = "127.0.0.1:8080";        // HOST:PORT for HTTP and WebSocket
+  std::string data_dir = "./pigeon-data";       // the RocksDB store
+  std::string log_level = "info";               // trace, debug, info, warn, error
+  uint32_t network_threads = 0;                 // 0: half the cores, at least one
+  uint32_t worker_threads = 2;                  // store reads, HTTP handling, upgrades
+  uint32_t password_threads = 2;                // password hashing (sign-up, login)
+  uint64_t max_pending_password_checks = 64;    // queued for password_threads; past it 503
+  uint64_t max_password_checks_per_client = 8;  // of those, from one client; past it 429
+  std::string trusted_proxies;          // addresses and networks whose X-Forwarded-For is believed
+  uint64_t max_body_bytes = 65536;      // message body, bytes of UTF-8; larger: too_large
+  uint64_t max_frame_bytes = 1 << 20;   // WebSocket frame hard limit; larger: close 1009
+  uint64_t max_output_bytes = 8 << 20;  // per-socket output queue; past it the socket closes
+  uint64_t max_inflight_sends = 4096;   // un-acked sends per socket; past it rate_limited
+  uint64_t commit_queue_max = 100000;   // ops waiting to commit; past it unavailable
+  uint64_t commit_batch_max = 8192;     // ops per group commit
+  uint64_t commit_delay_us = 2000;      // a small batch waits this long for more (0: off)
+  uint64_t commit_delay_ops = 16;       // ... unless it already has this many ops
+  uint64_t store_write_mb_per_s = 0;    // flushes and compactions write at most this (0: off)
   std::string store_compaction = "universal";  // or "level" (RocksDB's levelled compaction)
   std::string store_wal_sync = "auto";         // or "fdatasync": how a commit is made durable
   std::string store_wal_write = "page-cache";  // or "direct": how the WAL is written

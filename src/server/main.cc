@@ -19,6 +19,7 @@
 #include "chat/presence_service.h"
 #include "chat/retention.h"
 #include "core/thread_name.h"
+#include "gateway/client_address.h"
 #include "gateway/http_api.h"
 #include "gateway/server.h"
 #include "gateway/session_registry.h"
@@ -130,6 +131,12 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto clients = ClientAddresses::Parse(cfg->trusted_proxies);
+  if (!clients.ok()) {
+    spdlog::critical("trusted_proxies: {}", clients.status().message());
+    return 2;
+  }
+
   if (cfg->retention_s > 0 && cfg->retention_sweep_interval_s == 0) {
     spdlog::critical("retention_sweep_interval_s must be at least 1");
     return 2;
@@ -192,7 +199,9 @@ int main(int argc, char** argv) {
       {.login_limits = {.max_failures = cfg->login_max_failures,
                         .window_ms = static_cast<int64_t>(cfg->login_failure_window_s) * 1000},
        .password_threads = &password_threads,
-       .max_pending_password_checks = cfg->max_pending_password_checks});
+       .max_pending_password_checks = cfg->max_pending_password_checks,
+       .max_password_checks_per_client = cfg->max_password_checks_per_client,
+       .clients = *clients});
   NameThisThread("pg-worker");
   boost::asio::thread_pool workers(cfg->worker_threads ? cfg->worker_threads : 1);
   NameThisThread("pigeond");

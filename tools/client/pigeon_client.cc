@@ -254,8 +254,8 @@ int TestServer::Terminate() {
 
 // ---- HTTP ---------------------------------------------------------------------------
 
-HttpResult RawHttp(uint16_t port, const std::string& raw) {
-  int fd = ConnectLoopback(port);
+HttpResult RawHttp(uint16_t port, const std::string& raw, int source_index) {
+  int fd = ConnectLoopback(port, source_index);
   if (fd < 0) throw std::runtime_error("connect failed");
   try {
     try {

@@ -56,8 +56,9 @@ struct HttpResult {
 
 HttpResult Http(uint16_t port, const std::string& method, const std::string& target,
                 const std::string& body = "", const std::string& token = "");
-// Sends `raw` as the whole request and reads one response.
-HttpResult RawHttp(uint16_t port, const std::string& raw);
+// Sends `raw` as the whole request and reads one response; from
+// 127.0.0.(1 + source_index) as ConnectLoopback.
+HttpResult RawHttp(uint16_t port, const std::string& raw, int source_index = 0);
 
 // A TCP connection to 127.0.0.1:port (TCP_NODELAY), from 127.0.0.(1 + source_index)
 // when source_index > 0. -1 when it cannot connect.
