@@ -28,6 +28,18 @@ json::object SendFrameJson(const std::string& conv, const std::string& cmid,
       {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
 }
 
+// POST of a JSON body from 127.0.0.(1 + source_index), with an
+// X-Forwarded-For header when `forwarded_for` is not empty.
+HttpResult PostFrom(uint16_t port, const std::string& target, const json::object& body,
+                    const std::string& forwarded_for = "", int source_index = 0) {
+  const std::string text = json::serialize(body);
+  std::string raw = "POST " + target +
+                    " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(text.size()) +
+                    "\r\n";
+  if (!forwarded_for.empty()) raw += "X-Forwarded-For: " + forwarded_for + "\r\n";
+  return RawHttp(port, raw + "\r\n" + text, source_index);
+}
+
 class Pigeon : public ::testing::Test {
  protected:
   void SetUp() override { server_.Start(); }
@@ -764,6 +776,36 @@ TEST(LoginLimits, RepeatedWrongPasswordsLockTheUsernameUntilTheWindowEnds) {
   EXPECT_EQ(login("alice", "password1").status, 200);
 }
 
+// Guesses spread over many usernames from one client: after
+// login_max_failures_per_client failures in the window, that client's logins
+// are refused, whatever the name; other clients' are not.
+TEST(LoginLimits, FailedLoginsFromOneClientLockItsLoginsWhateverTheName) {
+  TestServer server({"--login-max-failures-per-client", "3", "--login-failure-window-s", "2"});
+  server.Start();
+  const uint16_t port = server.port();
+  (void)Login(port, "alice");  // signs up with password1, then logs in: no failure
+  auto login = [&](const std::string& user, const std::string& password, int source_index = 0) {
+    return PostFrom(port, "/api/v1/sessions", {{"username", user}, {"password", password}}, "",
+                    source_index);
+  };
+  EXPECT_EQ(login("nobody1", "guess").status, 401);
+  EXPECT_EQ(login("nobody2", "guess").status, 401);
+  // A success of its own does not clear the client's count.
+  EXPECT_EQ(login("alice", "password1").status, 200);
+  EXPECT_EQ(login("nobody3", "guess").status, 401);
+  // Three failures, each of another name: this client is locked, the right password too.
+  auto locked = login("alice", "password1");
+  EXPECT_EQ(locked.status, 429) << locked.body;
+  EXPECT_EQ(S(locked.json.at("error").at("code")), "rate_limited");
+  ASSERT_EQ(locked.headers.count("retry-after"), 1u);
+  EXPECT_LE(std::stoi(locked.headers.at("retry-after")), 2);
+  // Another client is not.
+  EXPECT_EQ(login("alice", "password1", 1).status, 200);
+  // After the window, this one logs in again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ(login("alice", "password1").status, 200);
+}
+
 // One client's sign-ups and logins take at most max_password_checks_per_client
 // places of the password queue: past them it gets 429 at once, and other
 // clients still get theirs. Behind a trusted proxy, the client is the address
@@ -776,12 +818,9 @@ TEST(PasswordThreads, OneClientCannotFillTheQueueForEveryoneElse) {
   server.Start();
   // Logins of names that do not exist cost a whole check too (and get 401).
   auto login = [&](int n, const std::string& forwarded_for, int source_index = 0) {
-    const std::string body = json::serialize(
-        json::object{{"username", "nobody" + std::to_string(n)}, {"password", "guess"}});
-    std::string raw = "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                      std::to_string(body.size()) + "\r\n";
-    if (!forwarded_for.empty()) raw += "X-Forwarded-For: " + forwarded_for + "\r\n";
-    return RawHttp(server.port(), raw + "\r\n" + body, source_index);
+    return PostFrom(server.port(), "/api/v1/sessions",
+                    {{"username", "nobody" + std::to_string(n)}, {"password", "guess"}},
+                    forwarded_for, source_index);
   };
   auto pending = [&](int n) {
     for (int i = 0; i < 500; ++i) {

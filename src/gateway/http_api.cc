@@ -135,15 +135,14 @@ Result<DeviceSession> HttpApi::Authenticate(const HttpRequest& req) {
   return chat_.Authenticate(auth.substr(kBearer.size()));
 }
 
-bool HttpApi::RunPasswordCheck(const HttpRequest& req, std::function<void()> check,
+bool HttpApi::RunPasswordCheck(std::string client, std::function<void()> check,
                                std::function<void(HttpResponse)>& done) {
   if (!options_.password_threads) {
     check();
     return true;
   }
-  std::string client;
-  if (options_.max_password_checks_per_client > 0) {
-    client = options_.clients.ClientOf(req.peer, req.forwarded_for);
+  if (options_.max_password_checks_per_client == 0) client.clear();
+  if (!client.empty()) {
     std::lock_guard lock(pending_by_client_mu_);
     uint32_t& n = pending_by_client_[client];
     if (n >= options_.max_password_checks_per_client) {
@@ -213,7 +212,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!user || !pass)
       return fail(ErrorCode::kBadRequest, "username and password are required strings");
     (void)RunPasswordCheck(
-        req,
+        options_.clients.ClientOf(req.peer, req.forwarded_for),
         [this, done, user = *user, pass = *pass] {
           chat_.SignUp(user, pass, [done, this](Result<std::string> r) {
             if (!r.ok()) return done(Error(r.status()));
@@ -238,38 +237,53 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
       if (!dn->is_string()) return fail(ErrorCode::kBadRequest, "device_name must be a string");
       device_name = std::string(dn->as_string());
     }
-    // Only well-formed names are counted: no other can log in, and the
-    // limiter's memory stays bounded by their length.
+    // Failed logins are counted per client (guesses spread over many names)
+    // and per username (guesses at one name, from anywhere). Only well-formed
+    // names are counted: no other can log in, and the limiter's memory stays
+    // bounded by their length.
+    const int64_t now = NowMs();
+    std::string client = options_.clients.ClientOf(req.peer, req.forwarded_for);
+    bool client_counted = false;
+    if (int64_t wait_ms = client_logins_.Begin(client, now, &client_counted); wait_ms > 0)
+      return done(Error(
+          Status(ErrorCode::kRateLimited, "too many failed logins from this client; retry later"),
+          (wait_ms + 999) / 1000));
     bool counted = false;
     if (IsValidUserId(*user)) {
-      if (int64_t wait_ms = logins_.Begin(*user, NowMs(), &counted); wait_ms > 0)
+      if (int64_t wait_ms = logins_.Begin(*user, now, &counted); wait_ms > 0) {
+        if (client_counted) client_logins_.End(client, LoginLimiter::Outcome::kNotChecked, now);
         return done(Error(Status(ErrorCode::kRateLimited,
                                  "too many failed logins for this username; retry later"),
                           (wait_ms + 999) / 1000));
+      }
     }
-    auto login = [this, done, counted, user = *user, pass = *pass, device_name] {
-      chat_.Login(user, pass, device_name,
-                  [done, this, counted, name = user](Result<LoginResult> r) {
-                    if (counted)
-                      logins_.End(name,
-                                  r.ok() ? LoginLimiter::Outcome::kSucceeded
-                                  : r.status().code() == ErrorCode::kUnauthorized
-                                      ? LoginLimiter::Outcome::kFailed
-                                      : LoginLimiter::Outcome::kNotChecked,
-                                  NowMs());
-                    if (!r.ok()) return done(Error(r.status()));
-                    std::string out = R"({"token":)";
-                    AppendJsonString(out, r->token);
-                    out.append(R"(,"user_id":)");
-                    AppendJsonString(out, r->user_id);
-                    out.append(R"(,"device_id":)");
-                    AppendJsonString(out, r->device_id);
-                    out.push_back('}');
-                    done(Json(200, std::move(out)));
-                  });
+    // A success clears the username's count, not the client's: one account
+    // of its own would let a client reset its count between guesses.
+    auto ended = [this, counted, client_counted, name = *user, client](LoginLimiter::Outcome o) {
+      if (counted) logins_.End(name, o, NowMs());
+      if (client_counted)
+        client_logins_.End(
+            client, o == LoginLimiter::Outcome::kSucceeded ? LoginLimiter::Outcome::kNotChecked : o,
+            NowMs());
     };
-    if (!RunPasswordCheck(req, std::move(login), done) && counted)
-      logins_.End(*user, LoginLimiter::Outcome::kNotChecked, NowMs());
+    auto login = [this, done, ended, user = *user, pass = *pass, device_name] {
+      chat_.Login(user, pass, device_name, [done, this, ended](Result<LoginResult> r) {
+        ended(r.ok()                                          ? LoginLimiter::Outcome::kSucceeded
+              : r.status().code() == ErrorCode::kUnauthorized ? LoginLimiter::Outcome::kFailed
+                                                              : LoginLimiter::Outcome::kNotChecked);
+        if (!r.ok()) return done(Error(r.status()));
+        std::string out = R"({"token":)";
+        AppendJsonString(out, r->token);
+        out.append(R"(,"user_id":)");
+        AppendJsonString(out, r->user_id);
+        out.append(R"(,"device_id":)");
+        AppendJsonString(out, r->device_id);
+        out.push_back('}');
+        done(Json(200, std::move(out)));
+      });
+    };
+    if (!RunPasswordCheck(client, std::move(login), done))
+      ended(LoginLimiter::Outcome::kNotChecked);
     return;
   }
 

@@ -50,7 +50,8 @@ struct UpgradeGrant {
 class HttpApi {
  public:
   struct Options {
-    LoginLimiter::Options login_limits;
+    LoginLimiter::Options login_limits;         // failed logins per username
+    LoginLimiter::Options client_login_limits;  // ... per client (ClientAddresses)
     // Sign-up and login hash the password (Argon2id, tens of ms of CPU and
     // tens of MB each) on these threads, not on the caller's: a flood of them
     // cannot hold up the workers' store reads, typing, presence and upgrades.
@@ -71,7 +72,8 @@ class HttpApi {
         push_(push),
         metrics_(metrics),
         options_(options),
-        logins_(options.login_limits) {}
+        logins_(options.login_limits),
+        client_logins_(options.client_login_limits) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
@@ -85,7 +87,7 @@ class HttpApi {
   // Runs `check` (a sign-up or login) on the password threads: true. Or
   // answers `done` with 503, when too many are queued already: false.
   // Or with 429, when `client` has too many queued already.
-  bool RunPasswordCheck(const HttpRequest& req, std::function<void()> check,
+  bool RunPasswordCheck(std::string client, std::function<void()> check,
                         std::function<void(HttpResponse)>& done);
   void Route(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
@@ -99,7 +101,8 @@ class HttpApi {
   // Clients with checks queued or hashing, and how many: at most
   // max_pending_password_checks entries.
   boost::unordered_flat_map<std::string, uint32_t, StringHash, StringEqual> pending_by_client_;
-  LoginLimiter logins_;  // failed logins per username (POST /sessions)
+  LoginLimiter logins_;         // failed logins per username (POST /sessions)
+  LoginLimiter client_logins_;  // failed logins per client, whatever the username
 };
 
 // Writes `r` as an HTTP/1.1 response (status line, headers, body).

@@ -85,6 +85,11 @@ std::vector<Option> Options(Config& c) {
        "seconds from a username's first failed login that its failures "
        "count",
        &c.login_failure_window_s},
+      {"login_max_failures_per_client",
+       "failed logins from one client (address, IPv6 /64; see trusted_proxies), whatever the "
+       "usernames, within the window after which its logins are refused until the window ends "
+       "(0: no limit)",
+       &c.login_max_failures_per_client},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
       {"heartbeat_interval_ms",
        "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "

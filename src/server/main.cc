@@ -198,6 +198,9 @@ int main(int argc, char** argv) {
       chat, presence_service, push_service, metrics,
       {.login_limits = {.max_failures = cfg->login_max_failures,
                         .window_ms = static_cast<int64_t>(cfg->login_failure_window_s) * 1000},
+       .client_login_limits = {.max_failures = cfg->login_max_failures_per_client,
+                               .window_ms =
+                                   static_cast<int64_t>(cfg->login_failure_window_s) * 1000},
        .password_threads = &password_threads,
        .max_pending_password_checks = cfg->max_pending_password_checks,
        .max_password_checks_per_client = cfg->max_password_checks_per_client,
