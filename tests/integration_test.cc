@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -854,6 +856,62 @@ TEST(PasswordThreads, OneClientCannotFillTheQueueForEveryoneElse) {
   queue(5, "198.51.100.1", 1);
   for (auto& t : queued) t.join();
   EXPECT_EQ(answered_401, 4);
+}
+
+// SIGUSR1: an online backup into backup_dir, while pigeond serves; the
+// backup is a data directory another pigeond starts from, with the accounts,
+// tokens and messages of that moment.
+TEST(Backups, SigusrOneTakesABackupAnotherPigeondStartsFrom) {
+  char tmpl[] = "/tmp/pigeon-backups.XXXXXX";
+  const std::string backups = ::mkdtemp(tmpl);
+  TestServer server({"--backup-dir", backups});
+  server.Start();
+  auto alice = Login(server.port(), "alice"), bob = Login(server.port(), "bob");
+  auto conv = OpenConversation(server.port(), alice, "bob");
+  auto wa = WsClient::Connect(server.port(), alice.token);
+  for (int i = 0; i < 20; ++i)
+    wa->SendJson(SendFrameJson(conv, "m" + std::to_string(i), "body " + std::to_string(i)));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
+  ASSERT_EQ(::kill(server.pid(), SIGUSR1), 0);
+  bool done = false;
+  for (int i = 0; i < 300 && !done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done = Http(server.port(), "GET", "/metrics").body.find("pigeon_backups_total 1") !=
+           std::string::npos;
+  }
+  ASSERT_TRUE(done) << server.log();
+  // pigeond goes on: a message after the backup.
+  wa->SendJson(SendFrameJson(conv, "after", "not in the backup"));
+  ASSERT_TRUE(wa->NextOfType("ack"));
+
+  std::vector<std::filesystem::path> taken;
+  for (auto& e : std::filesystem::directory_iterator(backups)) taken.push_back(e.path());
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_TRUE(taken[0].filename().string().ends_with("Z")) << taken[0];  // its UTC time
+  TestServer restored;
+  std::filesystem::copy(taken[0], restored.data_dir() + "/data",
+                        std::filesystem::copy_options::recursive);
+  restored.Start();
+  auto feed = Http(restored.port(), "GET", "/api/v1/messages", "", bob.token);
+  ASSERT_EQ(feed.status, 200) << feed.body;
+  auto& messages = feed.json.at("messages").as_array();
+  ASSERT_EQ(messages.size(), 20u);
+  EXPECT_EQ(S(messages[19].at("body")), "body 19");
+  std::filesystem::remove_all(backups);
+}
+
+TEST(Backups, SigusrOneWithoutABackupDirIsLoggedAndChangesNothing) {
+  TestServer server;
+  server.Start();
+  ASSERT_EQ(::kill(server.pid(), SIGUSR1), 0);
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    logged = server.log().find("backup_dir is not set") != std::string::npos;
+  }
+  EXPECT_TRUE(logged) << server.log();
+  EXPECT_EQ(Http(server.port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(server.Terminate(), 0);
 }
 
 // Retention (retention_s): messages older than it leave the feed, the

@@ -103,6 +103,15 @@ Metrics::Metrics()
           NewCounter(*registry_, "pigeon_retention_messages_removed_total",
                      "Messages (with their client_msg_id keys) removed for being older than "
                      "retention_s")),
+      backups(NewCounter(*registry_, "pigeon_backups_total",
+                         "Online backups of the store completed (SIGUSR1, backup_dir)")),
+      backup_failures(
+          NewCounter(*registry_, "pigeon_backup_failures_total", "Online backups that failed")),
+      backup_last_success_time(
+          NewGauge(*registry_, "pigeon_backup_last_success_time_seconds",
+                   "When the last backup that succeeded was taken (unix time); 0: none yet")),
+      backup_last_seconds(NewGauge(*registry_, "pigeon_backup_last_duration_seconds",
+                                   "How long the last backup took")),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")

@@ -64,6 +64,10 @@ class Metrics {
   prometheus::Counter& retention_sweeps;      // retention sweeps completed
   prometheus::Counter& retention_feed_entries_removed;
   prometheus::Counter& retention_messages_removed;  // with their dedup keys
+  prometheus::Counter& backups;                     // online backups completed (SIGUSR1)
+  prometheus::Counter& backup_failures;
+  prometheus::Gauge& backup_last_success_time;  // unix seconds; 0: none yet
+  prometheus::Gauge& backup_last_seconds;       // how long the last one took
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;

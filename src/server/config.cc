@@ -21,6 +21,10 @@ std::vector<Option> Options(Config& c) {
   return {
       {"listen", "HOST:PORT to serve HTTP and WebSocket on", &c.listen},
       {"data_dir", "directory of the embedded store", &c.data_dir},
+      {"backup_dir",
+       "on SIGUSR1, an online backup of the store goes into a new directory in here, named for "
+       "its UTC time; empty: none",
+       &c.backup_dir},
       {"log_level", "trace, debug, info, warn or error", &c.log_level},
       {"network_threads", "network threads, 0 for half the cores (at least one)",
        &c.network_threads},

@@ -12,6 +12,7 @@ namespace pigeon {
 struct Config {
   std::string listen = "127.0.0.1:8080";        // HOST:PORT for HTTP and WebSocket
   std::string data_dir = "./pigeon-data";       // the RocksDB store
+  std::string backup_dir;                       // SIGUSR1: a backup of the store in here
   std::string log_level = "info";               // trace, debug, info, warn, error
   uint32_t network_threads = 0;                 // 0: half the cores, at least one
   uint32_t worker_threads = 2;                  // store reads, HTTP handling, upgrades

@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
+#include <functional>
 
 #include "bus/local/local_bus.h"
 #include "chat/chat_service.h"
@@ -29,6 +30,7 @@
 #include "push/push_service.h"
 #include "push/webhook/webhook_sender.h"
 #include "server/admin.h"
+#include "server/backups.h"
 #include "server/config.h"
 #include "store/rocksdb/rocks_store.h"
 
@@ -231,10 +233,23 @@ int main(int argc, char** argv) {
   retention.Start(/*sweep_now=*/true);
   spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
 
+  // SIGUSR1: an online backup (operations.md, "Backups"), as often as asked.
+  Backups backups(**store, metrics, cfg->backup_dir);
   boost::asio::io_context signals_ctx;
+  boost::asio::signal_set backup_signal(signals_ctx, SIGUSR1);
+  std::function<void()> await_backup_signal = [&] {
+    backup_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;  // cancelled: draining
+      (void)backups.Start();
+      await_backup_signal();
+    });
+  };
+  await_backup_signal();
   boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);
-  signals.async_wait(
-      [](const boost::system::error_code&, int sig) { spdlog::info("signal {}: draining", sig); });
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    spdlog::info("signal {}: draining", sig);
+    backup_signal.cancel();
+  });
   signals_ctx.run();
 
   // Drain: no new connections, sockets closed with 1001, in-flight requests

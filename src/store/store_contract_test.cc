@@ -429,6 +429,43 @@ TEST(RocksStoreRetention, AFeedEntryWhoseMessageIsGoneIsSkippedAndReadPast) {
   EXPECT_EQ(*store->FeedHead("bob"), 3u);
 }
 
+// RocksDB-specific: an online backup (a checkpoint) is the store as it was
+// when taken, openable as a store, while the store goes on.
+TEST(RocksStoreBackup, ACheckpointOpensAsTheStoreAsItWasWhenTaken) {
+  RocksBackend backend;
+  auto store = backend.Open();
+  auto* rocks = dynamic_cast<RocksStore*>(store.get());
+  ASSERT_NE(rocks, nullptr);
+  int64_t now = 1000;
+  auto id = OpenConversation(*store, now, "alice", "bob");
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(CommitOne(*store, now, op::AppendMessage{"alice", id, "k" + std::to_string(i), "m"})
+                    .status.ok());
+  char tmpl[] = "/tmp/pigeon-backup-test.XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string backup = dir + "/nested/backup";
+  ASSERT_TRUE(rocks->Checkpoint(backup).ok());
+  EXPECT_EQ(rocks->Checkpoint(backup).code(), ErrorCode::kConflict);
+  ASSERT_TRUE(CommitOne(*store, now, op::AppendMessage{"alice", id, "after", "later"}).status.ok());
+  EXPECT_EQ(*store->FeedHead("bob"), 51u);
+
+  auto copy = RocksStore::Open({.path = backup});
+  ASSERT_TRUE(copy.ok()) << copy.status().message();
+  EXPECT_EQ(*(*copy)->FeedHead("bob"), 50u);
+  auto feed = (*copy)->ReadFeed("bob", 0, 100);
+  ASSERT_TRUE(feed.ok());
+  EXPECT_EQ(feed->entries.size(), 50u);
+  EXPECT_TRUE((*copy)->GetUser("alice").ok());
+  // Its dedup keys came along, and it takes commits of its own.
+  int64_t later = now;
+  auto again = CommitOne(**copy, later, op::AppendMessage{"alice", id, "k7", "retry"});
+  EXPECT_TRUE(std::get<AppendResult>(again.value).duplicate);
+  auto next = CommitOne(**copy, later, op::AppendMessage{"alice", id, "new", "n"});
+  EXPECT_EQ(std::get<AppendResult>(next.value).message.seq, 51u);
+  copy->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // RocksDB-specific (not part of the contract): the store's flushes and
 // compactions run on its environment's HIGH and LOW pools, which an open
 // RocksStore puts under SCHED_IDLE so they never take a core from the network

@@ -111,6 +111,13 @@ class RocksStore final : public MessageStore {
   Status Check() override;
   StoreHealth Health() override;
 
+  // An online backup: a consistent copy of the store at this moment in `dir`
+  // (which must not exist; its parent is created), openable as a store, and
+  // taken while commits go on. The memtables are flushed first; table files
+  // are hard links when `dir` is on the store's file system (no copy, and
+  // they stay as the store compacts its own away), copied otherwise.
+  Status Checkpoint(const std::string& dir);
+
  private:
   // The Env and sync counters of a store opened on its own file system
   // (Options::file_system); the others share one per WAL sync and write.
