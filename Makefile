@@ -45,7 +45,7 @@ test-release: build peers
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: build-asan peers
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 2
+	bash scripts/test-asan.sh $(ASAN_BUILD)
 
 # The same tests under ThreadSanitizer: a connection's state may be run by its
 # network thread or by the committer (borrowed turns, docs/architecture.md).

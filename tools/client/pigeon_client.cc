@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,16 @@ TestServer::TestServer(std::vector<std::string> extra_args, unsigned network_thr
 }
 
 TestServer::~TestServer() {
+  // A pigeond that ended by itself while its test ran (a crash, an abort, a
+  // sanitizer's halt): its log says why, and goes with the data directory,
+  // so it is shown here (ctest prints a failed test's output).
+  int status = 0;
+  if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    std::fprintf(stderr, "pigeond (port %u) ended by itself (%s %d); its log:\n%s\n", port_,
+                 WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), log().c_str());
+  }
   if (pid_ > 0) Kill();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
