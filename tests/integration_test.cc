@@ -808,6 +808,30 @@ TEST(LoginLimits, FailedLoginsFromOneClientLockItsLoginsWhateverTheName) {
   EXPECT_EQ(login("alice", "password1").status, 200);
 }
 
+// Sign-ups from one client are bounded per window (account farming, and
+// probing which names are taken): each one checked counts, a name found
+// taken included; other clients are not affected.
+TEST(SignUpLimits, SignUpsFromOneClientAreBoundedPerWindow) {
+  TestServer server({"--signup-max-per-client", "3", "--signup-window-s", "2"});
+  server.Start();
+  auto signup = [&](const std::string& user, int source_index = 0) {
+    return PostFrom(server.port(), "/api/v1/users", {{"username", user}, {"password", "password1"}},
+                    "", source_index);
+  };
+  EXPECT_EQ(signup("user1").status, 201);
+  EXPECT_EQ(signup("user2").status, 201);
+  EXPECT_EQ(signup("ab").status, 400);  // not a valid name: not counted
+  EXPECT_EQ(signup("user1").status, 409);
+  auto refused = signup("user3");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(S(refused.json.at("error").at("code")), "rate_limited");
+  ASSERT_EQ(refused.headers.count("retry-after"), 1u);
+  EXPECT_LE(std::stoi(refused.headers.at("retry-after")), 2);
+  EXPECT_EQ(signup("user3", 1).status, 201);  // from another address
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ(signup("user4").status, 201);
+}
+
 // One client's sign-ups and logins take at most max_password_checks_per_client
 // places of the password queue: past them it gets 429 at once, and other
 // clients still get theirs. Behind a trusted proxy, the client is the address

@@ -211,18 +211,35 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     auto pass = StringField(*body, "password");
     if (!user || !pass)
       return fail(ErrorCode::kBadRequest, "username and password are required strings");
-    (void)RunPasswordCheck(
-        options_.clients.ClientOf(req.peer, req.forwarded_for),
-        [this, done, user = *user, pass = *pass] {
-          chat_.SignUp(user, pass, [done, this](Result<std::string> r) {
-            if (!r.ok()) return done(Error(r.status()));
-            std::string out = R"({"user_id":)";
-            AppendJsonString(out, *r);
-            out.push_back('}');
-            done(Json(201, std::move(out)));
-          });
-        },
-        done);
+    // Sign-ups per client: each one checked (an account made, or a name
+    // found taken) counts, as a failure does for logins.
+    const int64_t now = NowMs();
+    std::string client = options_.clients.ClientOf(req.peer, req.forwarded_for);
+    bool counted = false;
+    if (int64_t wait_ms = signups_.Begin(client, now, &counted); wait_ms > 0)
+      return done(
+          Error(Status(ErrorCode::kRateLimited, "too many sign-ups from this client; retry later"),
+                (wait_ms + 999) / 1000));
+    auto ended = [this, counted, client](const Status& s) {
+      if (counted)
+        signups_.End(client,
+                     s.ok() || s.code() == ErrorCode::kConflict
+                         ? LoginLimiter::Outcome::kFailed
+                         : LoginLimiter::Outcome::kNotChecked,
+                     NowMs());
+    };
+    auto signup = [this, done, ended, user = *user, pass = *pass] {
+      chat_.SignUp(user, pass, [done, ended, this](Result<std::string> r) {
+        ended(r.status());
+        if (!r.ok()) return done(Error(r.status()));
+        std::string out = R"({"user_id":)";
+        AppendJsonString(out, *r);
+        out.push_back('}');
+        done(Json(201, std::move(out)));
+      });
+    };
+    if (!RunPasswordCheck(client, std::move(signup), done))
+      ended(Status(ErrorCode::kUnavailable, ""));
     return;
   }
   if (rest == "sessions" && m == "POST") {

@@ -52,6 +52,9 @@ class HttpApi {
   struct Options {
     LoginLimiter::Options login_limits;         // failed logins per username
     LoginLimiter::Options client_login_limits;  // ... per client (ClientAddresses)
+    // Sign-ups per client, each counted as a failed login is (a limiter's
+    // failure): at most max_failures per window.
+    LoginLimiter::Options signup_limits{.max_failures = 25, .window_ms = 300000};
     // Sign-up and login hash the password (Argon2id, tens of ms of CPU and
     // tens of MB each) on these threads, not on the caller's: a flood of them
     // cannot hold up the workers' store reads, typing, presence and upgrades.
@@ -73,7 +76,8 @@ class HttpApi {
         metrics_(metrics),
         options_(options),
         logins_(options.login_limits),
-        client_logins_(options.client_login_limits) {}
+        client_logins_(options.client_login_limits),
+        signups_(options.signup_limits) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
@@ -103,6 +107,7 @@ class HttpApi {
   boost::unordered_flat_map<std::string, uint32_t, StringHash, StringEqual> pending_by_client_;
   LoginLimiter logins_;         // failed logins per username (POST /sessions)
   LoginLimiter client_logins_;  // failed logins per client, whatever the username
+  LoginLimiter signups_;        // sign-ups per client (POST /users)
 };
 
 // Writes `r` as an HTTP/1.1 response (status line, headers, body).

@@ -94,6 +94,12 @@ std::vector<Option> Options(Config& c) {
        "usernames, within the window after which its logins are refused until the window ends "
        "(0: no limit)",
        &c.login_max_failures_per_client},
+      {"signup_max_per_client",
+       "sign-ups from one client (address, IPv6 /64; see trusted_proxies) within signup_window_s "
+       "after which its sign-ups are refused (rate_limited) until the window ends (0: no limit)",
+       &c.signup_max_per_client},
+      {"signup_window_s", "seconds from a client's first sign-up that its sign-ups count",
+       &c.signup_window_s},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
       {"heartbeat_interval_ms",
        "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "

@@ -38,6 +38,8 @@ struct Config {
   uint64_t login_failure_window_s = 300;  // the window, from its first failure
   uint32_t login_max_failures_per_client =
       100;                                // failed logins from one client per window (0: off)
+  uint32_t signup_max_per_client = 25;    // sign-ups from one client per window (0: off)
+  uint64_t signup_window_s = 300;         // that window, from the client's first sign-up
   uint64_t retention_s = 30 * 24 * 3600;  // feed entries and messages kept this long (0: forever)
   uint64_t retention_sweep_interval_s = 3600;  // between retention sweeps
   uint64_t drain_grace_ms = 2000;              // SIGTERM: time given to close frames to flush

@@ -203,6 +203,8 @@ int main(int argc, char** argv) {
        .client_login_limits = {.max_failures = cfg->login_max_failures_per_client,
                                .window_ms =
                                    static_cast<int64_t>(cfg->login_failure_window_s) * 1000},
+       .signup_limits = {.max_failures = cfg->signup_max_per_client,
+                         .window_ms = static_cast<int64_t>(cfg->signup_window_s) * 1000},
        .password_threads = &password_threads,
        .max_pending_password_checks = cfg->max_pending_password_checks,
        .max_password_checks_per_client = cfg->max_password_checks_per_client,

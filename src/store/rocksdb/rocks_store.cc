@@ -1010,7 +1010,8 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::Expire& o, in
     auto found = GetKey(key, &v);
     if (!found.ok()) return {found.status(), {}};
     Conversation c;
-    if (!*found || !records::DecodeConversation(v, &c)) return {Corrupt("conversation"), {}};
+    if (!*found) continue;  // no record to keep a floor in (and no conversation to read)
+    if (!records::DecodeConversation(v, &c)) return {Corrupt("conversation"), {}};
     if (seq <= c.last_seq) continue;
     c.last_seq = seq;
     puts.emplace_back(std::move(key), records::EncodeConversation(c));
