@@ -9,6 +9,10 @@
 // Usernames that do not exist count the same (the answer says nothing of
 // which exist). A lock stops new logins only: the user's signed-in devices
 // keep working. The count is per pigeond process. Thread-safe.
+//
+// The key need not be a username: HttpApi keeps one limiter per username, one
+// of failed logins per client address, and one of sign-ups per client
+// address (each sign-up ending as a "failure": counted).
 #pragma once
 
 #include <boost/unordered/unordered_flat_map.hpp>
