@@ -218,23 +218,9 @@ int main(int argc, char** argv) {
   limits.max_inflight_sends = cfg->max_inflight_sends;
   limits.max_http_body_bytes = cfg->max_frame_bytes;
   limits.frame.max_body_bytes = cfg->max_body_bytes;
-  GatewayContext ctx{chat, api, registry, presence_service, metrics, workers, limits};
-  Server server({.host = host,
-                 .port = port,
-                 .threads = cfg->network_threads,
-                 .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms)},
-                ctx);
-  if (auto s = server.Start(); !s.ok()) {
-    spdlog::critical("{}", s.message());
-    return 1;
-  }
-  if (auto s = push_service.Start(); !s.ok()) {
-    spdlog::critical("push: {}", s.message());
-    return 1;
-  }
-  retention.Start(/*sweep_now=*/true);
-  spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
-
+  // Signals are handled (on this thread, in signals_ctx.run() below) from
+  // before the server answers: a SIGUSR1 that came first would end the
+  // process (its default action), a SIGTERM would skip the drain.
   // SIGUSR1: an online backup (operations.md, "Backups"), as often as asked.
   Backups backups(**store, metrics, cfg->backup_dir);
   boost::asio::io_context signals_ctx;
@@ -252,6 +238,23 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: draining", sig);
     backup_signal.cancel();
   });
+  GatewayContext ctx{chat, api, registry, presence_service, metrics, workers, limits};
+  Server server({.host = host,
+                 .port = port,
+                 .threads = cfg->network_threads,
+                 .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms)},
+                ctx);
+  if (auto s = server.Start(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  if (auto s = push_service.Start(); !s.ok()) {
+    spdlog::critical("push: {}", s.message());
+    return 1;
+  }
+  retention.Start(/*sweep_now=*/true);
+  spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
+
   signals_ctx.run();
 
   // Drain: no new connections, sockets closed with 1001, in-flight requests
