@@ -45,12 +45,12 @@ test-release: build peers
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: build-asan peers
-	bash scripts/test-asan.sh $(ASAN_BUILD)
+	bash scripts/test-sanitized.sh asan $(ASAN_BUILD)
 
 # The same tests under ThreadSanitizer: a connection's state may be run by its
 # network thread or by the committer (borrowed turns, docs/architecture.md).
 test-tsan: build-tsan peers
-	bash scripts/test-tsan.sh $(TSAN_BUILD)
+	bash scripts/test-sanitized.sh tsan $(TSAN_BUILD)
 
 # What clients send (frames, WebSocket bytes, HTTP requests), fuzzed from the
 # seeds in fuzz/corpus: FUZZ_RUNS inputs per target from mutation seed
