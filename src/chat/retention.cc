@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 
@@ -16,9 +17,9 @@ Retention::Retention(MessageStore& store, CommitPipeline& pipeline, Metrics& met
 
 Retention::~Retention() { Stop(); }
 
-void Retention::Start(bool sweep_now) {
+void Retention::Start() {
   if (options_.keep_ms <= 0 || thread_.joinable()) return;
-  thread_ = std::thread([this, sweep_now] { Run(sweep_now); });
+  thread_ = std::thread([this] { Run(); });
 }
 
 void Retention::Stop() {
@@ -30,14 +31,14 @@ void Retention::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Retention::Run(bool sweep_now) {
+void Retention::Run() {
   NameThisThread("pg-retention");
   for (bool first = true;; first = false) {
     {
       std::unique_lock lock(mu_);
-      if (!(first && sweep_now))
-        wake_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms),
-                       [this] { return stopping_; });
+      const int64_t wait_ms =
+          first ? std::min(options_.first_delay_ms, options_.interval_ms) : options_.interval_ms;
+      wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_; });
       if (stopping_) return;
     }
     auto start = std::chrono::steady_clock::now();

@@ -27,14 +27,17 @@ class Retention {
   struct Options {
     int64_t keep_ms = 30LL * 24 * 3600 * 1000;  // 0: keep everything (no sweeps)
     int64_t interval_ms = 3600 * 1000;          // between the end of one sweep and the next
-    size_t keys_per_commit = 512;               // keys one slice removes, about
+    // The first sweep, after the start: soon, so that a server restarted
+    // more often than interval_ms still sweeps, but not while the devices
+    // that a restart disconnected all reconnect and replay.
+    int64_t first_delay_ms = 60 * 1000;  // (or interval_ms, if that is shorter)
+    size_t keys_per_commit = 512;        // keys one slice removes, about
   };
   Retention(MessageStore& store, CommitPipeline& pipeline, Metrics& metrics, Options options);
   ~Retention();  // Stop()
 
-  // Starts the sweeps (the first after `interval_ms`, or at once with
-  // `sweep_now`); nothing with keep_ms 0.
-  void Start(bool sweep_now = false);
+  // Starts the sweeps; nothing with keep_ms 0.
+  void Start();
   // Ends the sweep in progress after its current slice; idempotent.
   void Stop();
 
@@ -43,7 +46,7 @@ class Retention {
   Status Sweep(int64_t before_ms);
 
  private:
-  void Run(bool sweep_now);
+  void Run();
   // Commits one slice's removals; false when stopping.
   Result<bool> CommitSlice(op::Expire&& expire);
 

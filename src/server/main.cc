@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
     spdlog::critical("push: {}", s.message());
     return 1;
   }
-  retention.Start(/*sweep_now=*/true);
+  retention.Start();
   spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
 
   signals_ctx.run();
