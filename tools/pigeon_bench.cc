@@ -20,6 +20,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -250,6 +252,7 @@ struct Sock {
   std::string in;
   std::string out;
   std::unique_ptr<ws::FrameReader> reader;
+  SSL* ssl = nullptr;    // with --tls
   int user = 0;          // index into the plan's users
   int64_t next_seq = 1;  // the next seq this socket should see in its conversation
   // reconnect-storm
@@ -259,36 +262,64 @@ struct Sock {
   int connect_errno = 0;  // connect() failed at once
 };
 
-// Blocking connect + upgrade; then the socket is made non-blocking.
+// Blocking connect + upgrade (TLS with --tls: client::UseTls).
 int OpenWs(uint16_t port, const std::string& token, int source_index, std::string* leftover) {
-  int fd = ConnectLoopback(port, source_index);
+  int fd = OpenConnection(port, source_index);
   if (fd < 0) return -1;
-  std::string req = UpgradeRequest(token, "");
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
+  try {
+    ConnectionWrite(fd, UpgradeRequest(token, ""));
+  } catch (const std::exception&) {
+    CloseConnection(fd);
     return -1;
   }
   std::string buf;
   char tmp[4096];
   while (buf.find("\r\n\r\n") == std::string::npos) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) break;
-    ssize_t n = ::recv(fd, tmp, sizeof(tmp), 0);
+    ssize_t n = ConnectionRead(fd, tmp, sizeof(tmp), 10000);
     if (n <= 0) break;
     buf.append(tmp, static_cast<size_t>(n));
   }
   auto end = buf.find("\r\n\r\n");
   if (end == std::string::npos || buf.compare(0, 12, "HTTP/1.1 101") != 0) {
-    ::close(fd);
+    CloseConnection(fd);
     return -1;
   }
   *leftover = buf.substr(end + 4);
   return fd;
 }
 
+// A socket of the traffic loops, after OpenWs: a TLS one is made non-blocking
+// (plain ones use MSG_DONTWAIT).
+void UseSocket(Sock& s) {
+  s.ssl = TlsSessionOf(s.fd);
+  if (s.ssl) ::fcntl(s.fd, F_SETFL, ::fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+}
+
+// recv's conventions, through TLS when the socket has it.
+ssize_t Receive(Sock& s, char* buf, size_t len) {
+  if (!s.ssl) return ::recv(s.fd, buf, len, MSG_DONTWAIT);
+  size_t got = 0;
+  if (SSL_read_ex(s.ssl, buf, len, &got) == 1) return static_cast<ssize_t>(got);
+  int e = SSL_get_error(s.ssl, 0);
+  ERR_clear_error();
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -1;
+}
+
 void FlushOut(Sock& s) {
   while (!s.out.empty()) {
-    ssize_t n = ::send(s.fd, s.out.data(), s.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n;
+    if (s.ssl) {
+      size_t put = 0;
+      n = SSL_write_ex(s.ssl, s.out.data(), s.out.size(), &put) == 1 ? static_cast<ssize_t>(put)
+                                                                     : -1;
+      if (n < 0) ERR_clear_error();  // retried later with the same bytes first
+    } else {
+      n = ::send(s.fd, s.out.data(), s.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (n <= 0) return;
     s.out.erase(0, static_cast<size_t>(n));
   }
@@ -580,6 +611,7 @@ class Worker {
       s.user = i;
       s.fd = OpenWs(plan_.port, plan_.users[i].token, SourceIndex(), &s.in);
       if (s.fd < 0) return false;
+      UseSocket(s);
       s.reader = std::make_unique<ws::FrameReader>(1 << 24, false);
       epoll_event ev{};
       ev.events = EPOLLIN;
@@ -677,10 +709,10 @@ class Worker {
         // Level-triggered: a short read drained the socket, and anything left
         // is reported again; no read just to see EAGAIN.
         for (;;) {
-          ssize_t got = ::recv(s.fd, buf, sizeof(buf), MSG_DONTWAIT);
+          ssize_t got = Receive(s, buf, sizeof(buf));
           if (got <= 0) break;
           s.in.append(buf, static_cast<size_t>(got));
-          if (static_cast<size_t>(got) < sizeof(buf)) break;
+          if (static_cast<size_t>(got) < sizeof(buf)) break;  // TLS: one record, none buffered
         }
         int64_t rnow = NowNs();
         size_t used = s.reader->Consume(s.in.data(), s.in.size(), [&](const ws::Event& ev) {
@@ -730,7 +762,7 @@ class Worker {
   }
 
   void CloseAll() {
-    for (auto& s : socks_) ::close(s.fd);
+    for (auto& s : socks_) CloseConnection(s.fd);
     socks_.clear();
   }
 
@@ -1549,6 +1581,11 @@ int main(int argc, char** argv) {
                "peer, uWS.js through Node (tools/uws_relay), non-durable, under the same load");
   app.add_option("--server-arg", server_args,
                  "passed to the pigeond it starts, e.g. --server-arg=--commit-delay-us=500");
+  bool tls = false;
+  app.add_flag("--tls", tls,
+               "the pigeond it starts serves TLS, with a self-signed certificate made for the "
+               "run, and every connection speaks it (not with --relay, --uws, --port or "
+               "reconnect-storm)");
   int sockets = 5000;
   auto* idle = app.add_subcommand("idle", "memory per idle authenticated WebSocket");
   idle->add_option("--sockets", sockets, "sockets to open")->capture_default_str();
@@ -1592,6 +1629,19 @@ int main(int argc, char** argv) {
   Target target;
   json::object report;
   int rc;
+  std::string tls_dir;
+  if (tls) {
+    if (relay || uws || port != 0 || storm->parsed()) {
+      std::cerr << "--tls goes with a pigeond this starts, and not with reconnect-storm\n";
+      return 2;
+    }
+    char tmpl[] = "/tmp/pigeon-bench-tls.XXXXXX";
+    tls_dir = ::mkdtemp(tmpl);
+    WriteSelfSignedCertificate(tls_dir + "/cert.pem", tls_dir + "/key.pem");
+    UseTls(tls_dir + "/cert.pem");
+    server_args.insert(server_args.end(), {"--tls-cert-file", tls_dir + "/cert.pem",
+                                           "--tls-key-file", tls_dir + "/key.pem"});
+  }
   try {
     if (relay || uws) {
       if (relay && uws) {
@@ -1645,7 +1695,9 @@ int main(int argc, char** argv) {
     std::cerr << "pigeon-bench: " << e.what() << "\n";
     rc = 1;
   }
+  report["tls"] = tls;
   if (!json_out.empty()) std::ofstream(json_out) << json::serialize(report) << "\n";
   if (target.own && target.own->running()) (void)target.own->Terminate();
+  if (!tls_dir.empty()) std::filesystem::remove_all(tls_dir);
   return rc;
 }

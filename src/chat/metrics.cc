@@ -112,6 +112,17 @@ Metrics::Metrics()
                    "When the last backup that succeeded was taken (unix time); 0: none yet")),
       backup_last_seconds(NewGauge(*registry_, "pigeon_backup_last_duration_seconds",
                                    "How long the last backup took")),
+      tls_handshake_failures(NewCounter(*registry_, "pigeon_tls_handshake_failures_total",
+                                        "Connections closed for a failed TLS handshake (plain "
+                                        "HTTP to the TLS port, no common version or cipher)")),
+      tls_reloads(NewCounter(*registry_, "pigeon_tls_reloads_total",
+                             "Certificate and key files read again on SIGHUP")),
+      tls_reload_failures(NewCounter(*registry_, "pigeon_tls_reload_failures_total",
+                                     "SIGHUP reloads that failed (the certificate in use stays)")),
+      tls_certificate_expiry(
+          NewGauge(*registry_, "pigeon_tls_certificate_expiry_time_seconds",
+                   "When the certificate served to new connections expires (unix time); 0: no "
+                   "TLS")),
       push_sent_family_(prometheus::BuildCounter()
                             .Name("pigeon_push_sent_total")
                             .Help("Pushes accepted by the provider")

@@ -68,6 +68,10 @@ class Metrics {
   prometheus::Counter& backup_failures;
   prometheus::Gauge& backup_last_success_time;  // unix seconds; 0: none yet
   prometheus::Gauge& backup_last_seconds;       // how long the last one took
+  prometheus::Counter& tls_handshake_failures;  // connections dropped by a failed TLS handshake
+  prometheus::Counter& tls_reloads;             // certificates re-read (SIGHUP)
+  prometheus::Counter& tls_reload_failures;     // ... that failed: the old ones stay
+  prometheus::Gauge& tls_certificate_expiry;    // the served certificate's notAfter (unix s)
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;

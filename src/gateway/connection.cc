@@ -19,6 +19,7 @@
 #include "gateway/client_address.h"
 #include "gateway/http_parse.h"
 #include "gateway/session_registry.h"
+#include "gateway/tls.h"
 
 namespace pigeon {
 namespace asio = boost::asio;
@@ -40,6 +41,7 @@ Connection::Connection(int fd, GatewayContext& ctx, ThreadState& thread)
       reader_(ctx.limits.max_frame_bytes, /*server_role=*/true) {}
 
 Connection::~Connection() {
+  if (ssl_) TlsFree(ssl_);
   if (fd_ >= 0) close(fd_);  // never started
 }
 
@@ -48,6 +50,12 @@ void Connection::Start() {
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
                                               ctx_.limits.max_http_body_bytes);
+  if (ctx_.tls && !(ssl_ = ctx_.tls->NewSession(fd_))) {
+    close(fd_);
+    fd_ = -1;
+    phase_ = Phase::kClosed;
+    return;
+  }
   if (!thread_.loop.Add(fd_, this).ok()) {
     close(fd_);
     fd_ = -1;
@@ -86,9 +94,16 @@ void Connection::OnEvents(uint32_t events) {
   if (phase_ == Phase::kClosed) return;
   // The peer closed or reset: its EOF is reported once, so read through to it.
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed_ = true;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) OnReadable();
-  if (write_waiting_ && phase_ != Phase::kClosed && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    OnReadable();
+  } else if (tls_read_on_write_ && (events & EPOLLOUT)) {
+    tls_read_on_write_ = false;
+    OnReadable();
+  }
+  if (write_waiting_ && phase_ != Phase::kClosed &&
+      ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) || (tls_write_on_read_ && (events & EPOLLIN)))) {
     write_waiting_ = false;
+    tls_write_on_read_ = false;
     Flush();
   }
 }
@@ -96,7 +111,8 @@ void Connection::OnEvents(uint32_t events) {
 // Edge-triggered: the loop reports new bytes once. A short read means the
 // socket was drained (anything later is a new edge), unless the peer closed:
 // then it reads on to the EOF. Otherwise, or when this phase does not read,
-// the rest is remembered and read later.
+// the rest is remembered and read later. With TLS, a read returns one record
+// at most, and OpenSSL may hold more already read: it reads on until EAGAIN.
 void Connection::OnReadable() {
   if (phase_ == Phase::kClosed) return;
   read_pending_ = false;
@@ -107,16 +123,23 @@ void Connection::OnReadable() {
       read_pending_ = true;  // Resume() or LingerClose() reads it
       return;
     }
-    ssize_t n = recv(fd_, buf, ThreadState::kReadBufferBytes, 0);
+    bool wants_write = false;
+    ssize_t n = ssl_ ? TlsRead(ssl_, buf, ThreadState::kReadBufferBytes, &wants_write)
+                     : recv(fd_, buf, ThreadState::kReadBufferBytes, 0);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        tls_read_on_write_ = wants_write;
+        return;
+      }
       if (errno == EINTR) continue;
-      return Abort();  // reset
+      if (ssl_ && errno == EPROTO && !TlsHandshakeDone(ssl_))
+        ctx_.metrics.tls_handshake_failures.Increment();
+      return Abort();  // reset, or a TLS error
     }
     if (n == 0) return Abort();  // EOF
     alive_ = true;
     if (phase_ != Phase::kLingering) OnBytes(buf, static_cast<size_t>(n));  // else discarded
-    if (static_cast<size_t>(n) < ThreadState::kReadBufferBytes && !peer_closed_) return;
+    if (static_cast<size_t>(n) < ThreadState::kReadBufferBytes && !peer_closed_ && !ssl_) return;
   }
   if (phase_ == Phase::kClosed) return;
   read_pending_ = true;
@@ -620,11 +643,15 @@ void Connection::Flush() {
   flush_scheduled_ = false;
   if (phase_ == Phase::kClosed || write_waiting_) return;
   while (out_ && out_off_ < out_->size()) {
-    ssize_t n =
-        send(fd_, out_->data() + out_off_, out_->size() - out_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    bool wants_read = false;
+    const char* data = out_->data() + out_off_;
+    size_t len = out_->size() - out_off_;
+    ssize_t n = ssl_ ? TlsWrite(ssl_, data, len, &wants_read)
+                     : send(fd_, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         write_waiting_ = true;  // the loop's EPOLLOUT edge resumes
+        tls_write_on_read_ = wants_read;
         return;
       }
       if (errno == EINTR) continue;
@@ -643,6 +670,7 @@ void Connection::Flush() {
 
 void Connection::LingerClose() {
   if (phase_ == Phase::kClosed || phase_ == Phase::kLingering) return;
+  if (ssl_) TlsCloseNotify(ssl_);
   if (shutdown(fd_, SHUT_WR) != 0) return Abort();
   phase_ = Phase::kLingering;
   thread_.loop.After(std::chrono::seconds(2), [weak = weak_from_this()] {
@@ -671,6 +699,8 @@ void Connection::Shutdown() {
 void Connection::Abort() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
+  if (ssl_) TlsFree(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) close(fd_);  // leaves the loop's epoll set
   fd_ = -1;
   if (registered_) {

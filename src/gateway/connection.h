@@ -28,6 +28,8 @@
 #include "protocol/ws_codec.h"
 #include "store/message_store.h"
 
+using SSL = struct ssl_st;
+
 namespace pigeon {
 
 class HttpRequestParser;
@@ -142,6 +144,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   void CloseWs(uint16_t code, std::string_view reason);
 
   int fd_;
+  SSL* ssl_ = nullptr;  // with TLS (ctx_.tls): reads and writes go through it
   GatewayContext& ctx_;
   ThreadState& thread_;
   DeviceSession session_;
@@ -171,6 +174,10 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   bool processing_ = false;    // parsing from in_: it must not be released yet
   bool alive_ = true;          // heard from since the last heartbeat tick
   bool viewer_hides_ = false;  // this user hides its last_seen (so sees nobody's)
+  // TLS only: the session waits for the other direction (a handshake flight
+  // that did not fit the socket; a write that needs a read).
+  bool tls_read_on_write_ = false;
+  bool tls_write_on_read_ = false;
 };
 
 // Per network thread: its event loop, the shared read buffer and the list of

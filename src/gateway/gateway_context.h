@@ -17,6 +17,7 @@ class HttpApi;
 class SessionRegistry;
 class PresenceService;
 class Metrics;
+class TlsServerContext;
 
 struct GatewayLimits {
   size_t max_frame_bytes = 1 << 20;         // a larger frame closes the socket with 1009
@@ -38,6 +39,7 @@ struct GatewayContext {
   Metrics& metrics;
   boost::asio::thread_pool& workers;  // blocking work: store reads, password hashing
   GatewayLimits limits;
+  TlsServerContext* tls = nullptr;  // set: the listener speaks TLS only
 };
 
 }  // namespace pigeon

@@ -21,6 +21,11 @@ std::vector<Option> Options(Config& c) {
   return {
       {"listen", "HOST:PORT to serve HTTP and WebSocket on", &c.listen},
       {"data_dir", "directory of the embedded store", &c.data_dir},
+      {"tls_cert_file",
+       "PEM certificate chain (leaf first); with tls_key_file, the listener speaks TLS only "
+       "(https://, wss://); SIGHUP reads both again; empty: plain HTTP",
+       &c.tls_cert_file},
+      {"tls_key_file", "PEM private key of tls_cert_file", &c.tls_key_file},
       {"backup_dir",
        "on SIGUSR1, an online backup of the store goes into a new directory in here, named for "
        "its UTC time; empty: none",

@@ -10,9 +10,12 @@
 namespace pigeon {
 
 struct Config {
-  std::string listen = "127.0.0.1:8080";        // HOST:PORT for HTTP and WebSocket
-  std::string data_dir = "./pigeon-data";       // the RocksDB store
-  std::string backup_dir;                       // SIGUSR1: a backup of the store in here
+  std::string listen = "127.0.0.1:8080";   // HOST:PORT for HTTP and WebSocket
+  std::string data_dir = "./pigeon-data";  // the RocksDB store
+  std::string backup_dir;                  // SIGUSR1: a backup of the store in here
+  std::string
+      tls_cert_file;  // PEM certificate chain: the listener speaks TLS only (SIGHUP re-reads)
+  std::string tls_key_file;                     // its PEM private key
   std::string log_level = "info";               // trace, debug, info, warn, error
   uint32_t network_threads = 0;                 // 0: half the cores, at least one
   uint32_t worker_threads = 2;                  // store reads, HTTP handling, upgrades

@@ -24,6 +24,7 @@
 #include "gateway/http_api.h"
 #include "gateway/server.h"
 #include "gateway/session_registry.h"
+#include "gateway/tls.h"
 #include "presence/local/local_presence.h"
 #include "push/apns/apns_sender.h"
 #include "push/fcm/fcm_sender.h"
@@ -139,6 +140,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (cfg->tls_cert_file.empty() != cfg->tls_key_file.empty()) {
+    spdlog::critical("tls_cert_file and tls_key_file go together");
+    return 2;
+  }
+  std::unique_ptr<TlsServerContext> tls;
+  if (!cfg->tls_cert_file.empty()) {
+    auto loaded = TlsServerContext::Load(cfg->tls_cert_file, cfg->tls_key_file);
+    if (!loaded.ok()) {
+      spdlog::critical("{}", loaded.status().message());
+      return 2;
+    }
+    tls = std::move(*loaded);
+  }
+
   if (cfg->retention_s > 0 && cfg->retention_sweep_interval_s == 0) {
     spdlog::critical("retention_sweep_interval_s must be at least 1");
     return 2;
@@ -233,12 +248,34 @@ int main(int argc, char** argv) {
     });
   };
   await_backup_signal();
+  // SIGHUP: the TLS certificate and key are read again (a renewed
+  // certificate, without a restart); open connections keep theirs.
+  boost::asio::signal_set reload_signal(signals_ctx, SIGHUP);
+  if (tls) metrics.tls_certificate_expiry.Set(static_cast<double>(tls->not_after()));
+  std::function<void()> await_reload_signal = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;  // cancelled: draining
+      if (!tls) {
+        spdlog::info("SIGHUP: no TLS configured, nothing to reload");
+      } else if (auto s = tls->Reload(); s.ok()) {
+        metrics.tls_reloads.Increment();
+        metrics.tls_certificate_expiry.Set(static_cast<double>(tls->not_after()));
+        spdlog::info("SIGHUP: TLS certificate reloaded from {}", cfg->tls_cert_file);
+      } else {
+        metrics.tls_reload_failures.Increment();
+        spdlog::error("SIGHUP: {} (the certificate in use stays)", s.message());
+      }
+      await_reload_signal();
+    });
+  };
+  await_reload_signal();
   boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     spdlog::info("signal {}: draining", sig);
     backup_signal.cancel();
+    reload_signal.cancel();
   });
-  GatewayContext ctx{chat, api, registry, presence_service, metrics, workers, limits};
+  GatewayContext ctx{chat, api, registry, presence_service, metrics, workers, limits, tls.get()};
   Server server({.host = host,
                  .port = port,
                  .threads = cfg->network_threads,
@@ -253,7 +290,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   retention.Start();
-  spdlog::info("pigeond listening on {}:{} (data in {})", host, server.port(), cfg->data_dir);
+  spdlog::info("pigeond listening on {}:{} ({}; data in {})", host, server.port(),
+               tls ? "TLS" : "plain HTTP", cfg->data_dir);
 
   signals_ctx.run();
 

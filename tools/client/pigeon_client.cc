@@ -4,6 +4,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -12,15 +16,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 namespace pigeon::client {
 
@@ -55,24 +63,197 @@ int ConnectLoopback(uint16_t port, int source_index) {
   return fd;
 }
 
+// ---- TLS ---------------------------------------------------------------------------
+
 namespace {
 
-void WriteAll(int fd, const std::string& s) {
+// The TLS sessions of open connections, by socket (UseTls).
+struct TlsClient {
+  std::mutex mu;
+  SSL_CTX* ctx = nullptr;
+  std::unordered_map<int, SSL*> sessions;
+
+  SSL* Find(int fd) {
+    std::lock_guard lock(mu);
+    auto it = sessions.find(fd);
+    return it == sessions.end() ? nullptr : it->second;
+  }
+};
+TlsClient& Tls() {
+  static TlsClient* t = new TlsClient;  // never destroyed: used until the process ends
+  return *t;
+}
+
+std::string OpenSslErrors() {
+  std::string out;
+  char buf[256];
+  while (unsigned long e = ERR_get_error()) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += out.empty() ? "" : "; ";
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace
+
+int OpenConnection(uint16_t port, int source_index) {
+  int fd = ConnectLoopback(port, source_index);
+  if (fd < 0) return -1;
+  auto& tls = Tls();
+  SSL* ssl;
+  {
+    std::lock_guard lock(tls.mu);
+    if (!tls.ctx) return fd;
+    ssl = SSL_new(tls.ctx);
+  }
+  SSL_set_fd(ssl, fd);
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+  ERR_clear_error();
+  if (SSL_connect(ssl) != 1) {
+    std::string why = OpenSslErrors();
+    SSL_free(ssl);
+    ::close(fd);
+    throw std::runtime_error("TLS handshake failed: " + why);
+  }
+  std::lock_guard lock(tls.mu);
+  tls.sessions[fd] = ssl;
+  return fd;
+}
+
+void CloseConnection(int fd) {
+  auto& tls = Tls();
+  SSL* ssl = nullptr;
+  {
+    std::lock_guard lock(tls.mu);
+    auto it = tls.sessions.find(fd);
+    if (it != tls.sessions.end()) {
+      ssl = it->second;
+      tls.sessions.erase(it);
+    }
+  }
+  SSL_free(ssl);
+  ::close(fd);
+}
+
+SSL* TlsSessionOf(int fd) { return Tls().Find(fd); }
+
+void ConnectionWrite(int fd, const std::string& s) {
+  SSL* ssl = Tls().Find(fd);
   size_t off = 0;
   while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    ssize_t n;
+    if (ssl) {
+      size_t put = 0;
+      ERR_clear_error();
+      n = SSL_write_ex(ssl, s.data() + off, s.size() - off, &put) == 1 ? static_cast<ssize_t>(put)
+                                                                       : -1;
+      if (n < 0) throw std::runtime_error("TLS write failed: " + OpenSslErrors());
+    } else {
+      n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    }
     if (n <= 0) throw std::runtime_error("send failed: " + std::string(strerror(errno)));
     off += static_cast<size_t>(n);
   }
 }
 
-// Reads until `fd` has at least something; false on timeout/EOF.
-ssize_t ReadSome(int fd, char* buf, size_t len, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  int r = ::poll(&p, 1, timeout_ms);
-  if (r <= 0) return -2;  // timeout
-  return ::recv(fd, buf, len, 0);
+ssize_t ConnectionRead(int fd, char* buf, size_t len, int timeout_ms) {
+  SSL* ssl = Tls().Find(fd);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (!ssl || SSL_pending(ssl) == 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now())
+                      .count();
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left))) <= 0) return -2;
+    }
+    if (!ssl) return ::recv(fd, buf, len, 0);
+    size_t got = 0;
+    ERR_clear_error();
+    if (SSL_read_ex(ssl, buf, len, &got) == 1) return static_cast<ssize_t>(got);
+    int e = SSL_get_error(ssl, 0);
+    ERR_clear_error();
+    // A record that was not data (a session ticket) was read: wait again.
+    if (e == SSL_ERROR_WANT_READ) continue;
+    return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -1;
+  }
 }
+
+void UseTls(const std::string& ca_file) {
+  auto& tls = Tls();
+  SSL_CTX* ctx = nullptr;
+  if (!ca_file.empty()) {
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1)
+      throw std::runtime_error("TLS: cannot load " + ca_file + ": " + OpenSslErrors());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    // A read that meets a record that is not data returns, so that reads keep
+    // their timeouts; non-blocking users (pigeon-bench) write part of a
+    // buffer that moves.
+    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
+  std::lock_guard lock(tls.mu);
+  SSL_CTX_free(tls.ctx);  // its open sessions hold their own reference
+  tls.ctx = ctx;
+}
+
+void WriteSelfSignedCertificate(const std::string& cert_file, const std::string& key_file,
+                                int days) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* x = X509_new();
+  if (!key || !x) throw std::runtime_error("TLS: key generation failed: " + OpenSslErrors());
+  X509_set_version(x, 2);
+  static std::atomic<long> serial{1};
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++ + (::getpid() << 8));
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), static_cast<long>(days) * 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("pigeon test"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1, DNS:localhost"},
+                            std::pair{NID_basic_constraints, "critical, CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+    if (!ext) throw std::runtime_error("TLS: extension: " + OpenSslErrors());
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  if (X509_sign(x, key, EVP_sha256()) == 0)
+    throw std::runtime_error("TLS: signing failed: " + OpenSslErrors());
+  auto write = [](const std::string& path, auto&& emit) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) throw std::runtime_error("cannot write " + path);
+    bool ok = emit(f) == 1;
+    std::fclose(f);
+    if (!ok) throw std::runtime_error("TLS: cannot write PEM to " + path);
+  };
+  write(cert_file, [&](FILE* f) { return PEM_write_X509(f, x); });
+  write(key_file, [&](FILE* f) {
+    return PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  });
+  X509_free(x);
+  EVP_PKEY_free(key);
+}
+
+int64_t CertificateNotAfter(const std::string& cert_file) {
+  FILE* f = std::fopen(cert_file.c_str(), "r");
+  if (!f) throw std::runtime_error("cannot read " + cert_file);
+  X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (!x) throw std::runtime_error("not a PEM certificate: " + cert_file);
+  std::tm tm{};
+  ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm);
+  X509_free(x);
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+namespace {
 
 bool PortFree(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -127,7 +308,7 @@ HttpResult ReadResponse(int fd, std::string* leftover) {
                     deadline - std::chrono::steady_clock::now())
                     .count();
     if (left <= 0) throw std::runtime_error("HTTP response timed out");
-    ssize_t n = ReadSome(fd, tmp, sizeof(tmp), static_cast<int>(left));
+    ssize_t n = ConnectionRead(fd, tmp, sizeof(tmp), static_cast<int>(left));
     if (n == 0 || n == -1) throw std::runtime_error("connection closed before the response");
     if (n > 0) buf.append(tmp, static_cast<size_t>(n));
   }
@@ -266,19 +447,19 @@ int TestServer::Terminate() {
 // ---- HTTP ---------------------------------------------------------------------------
 
 HttpResult RawHttp(uint16_t port, const std::string& raw, int source_index) {
-  int fd = ConnectLoopback(port, source_index);
+  int fd = OpenConnection(port, source_index);
   if (fd < 0) throw std::runtime_error("connect failed");
   try {
     try {
-      WriteAll(fd, raw);
+      ConnectionWrite(fd, raw);
     } catch (const std::exception&) {
       // The server may answer (413, 400) and close before reading everything.
     }
     auto r = ReadResponse(fd, nullptr);
-    ::close(fd);
+    CloseConnection(fd);
     return r;
   } catch (...) {
-    ::close(fd);
+    CloseConnection(fd);
     throw;
   }
 }
@@ -358,7 +539,7 @@ std::vector<Account> SeedUsers(const std::string& data_dir, const std::string& p
 std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& token,
                                             const std::string& since, int* status,
                                             bool token_in_query) {
-  int fd = ConnectLoopback(port);
+  int fd = OpenConnection(port);
   if (fd < 0) throw std::runtime_error("connect failed");
   std::string target = "/api/v1/ws";
   std::string sep = "?";
@@ -372,16 +553,16 @@ std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& to
   req +=
       "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-  WriteAll(fd, req);
+  ConnectionWrite(fd, req);
   std::string leftover;
   auto r = ReadResponse(fd, &leftover);
   if (status) *status = r.status;
   if (r.status != 101) {
-    ::close(fd);
+    CloseConnection(fd);
     return nullptr;
   }
   if (r.headers["sec-websocket-accept"] != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-    ::close(fd);
+    CloseConnection(fd);
     throw std::runtime_error("bad Sec-WebSocket-Accept");
   }
   std::unique_ptr<WsClient> c(new WsClient(fd));
@@ -389,7 +570,7 @@ std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& to
   return c;
 }
 
-WsClient::~WsClient() { ::close(fd_); }
+WsClient::~WsClient() { CloseConnection(fd_); }
 
 void WsClient::SendFrame(uint8_t opcode, const std::string& payload) {
   static thread_local std::mt19937 rng(std::random_device{}());
@@ -403,7 +584,7 @@ void WsClient::SendFrame(uint8_t opcode, const std::string& payload) {
 
 void WsClient::SendText(const std::string& text) { SendFrame(ws::kText, text); }
 
-void WsClient::SendBytes(const std::string& bytes) { WriteAll(fd_, bytes); }
+void WsClient::SendBytes(const std::string& bytes) { ConnectionWrite(fd_, bytes); }
 
 bool WsClient::Pump(int timeout_ms) {
   if (closed_) return false;
@@ -431,7 +612,7 @@ bool WsClient::Pump(int timeout_ms) {
   consume();
   if (!messages_.empty() || closed_) return true;
   char buf[65536];
-  ssize_t n = ReadSome(fd_, buf, sizeof(buf), timeout_ms);
+  ssize_t n = ConnectionRead(fd_, buf, sizeof(buf), timeout_ms);
   if (n == -2) return false;
   if (n <= 0) {
     closed_ = true;

@@ -15,6 +15,8 @@
 
 #include "protocol/ws_codec.h"
 
+using SSL = struct ssl_st;
+
 namespace pigeon::client {
 
 namespace json = boost::json;
@@ -61,8 +63,35 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
 HttpResult RawHttp(uint16_t port, const std::string& raw, int source_index = 0);
 
 // A TCP connection to 127.0.0.1:port (TCP_NODELAY), from 127.0.0.(1 + source_index)
-// when source_index > 0. -1 when it cannot connect.
+// when source_index > 0. -1 when it cannot connect. Plain TCP, whatever UseTls says.
 int ConnectLoopback(uint16_t port, int source_index = 0);
+
+// From now on, every connection Http, RawHttp and WsClient open speaks TLS and
+// verifies the server's certificate (for 127.0.0.1) against `ca_file`: for a
+// pigeond started with tls_cert_file. "" goes back to plain TCP. For tests
+// and tools: one setting for the process.
+void UseTls(const std::string& ca_file);
+// A self-signed certificate for 127.0.0.1 and localhost (an EC P-256 key),
+// valid from now for `days`, written as PEM to `cert_file` and `key_file`; the
+// certificate is also the CA file UseTls takes.
+void WriteSelfSignedCertificate(const std::string& cert_file, const std::string& key_file,
+                                int days = 30);
+// The certificate's notAfter, as unix seconds.
+int64_t CertificateNotAfter(const std::string& cert_file);
+
+// A blocking connection as Http and WsClient open them: TLS (handshake done)
+// when UseTls says so. Throws when the handshake fails; -1 when it cannot
+// connect. Close it with CloseConnection.
+int OpenConnection(uint16_t port, int source_index = 0);
+void CloseConnection(int fd);
+// Writes all of `bytes`; throws on failure.
+void ConnectionWrite(int fd, const std::string& bytes);
+// Waits up to `timeout_ms` for bytes: how many were read, 0 at the end of the
+// stream, -1 on an error, -2 on timeout.
+ssize_t ConnectionRead(int fd, char* buf, size_t len, int timeout_ms);
+// The TLS session of a connection OpenConnection opened; nullptr when plain.
+// Its modes allow non-blocking use: partial writes from a buffer that moves.
+SSL* TlsSessionOf(int fd);
 
 struct Account {
   std::string user_id;

@@ -1,0 +1,182 @@
+// TLS on the listener (tls_cert_file, tls_key_file): the same protocol over
+// https:// and wss://, from a client that verifies pigeond's certificate.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "client/pigeon_client.h"
+
+namespace pigeon::test {
+namespace {
+
+using namespace ::pigeon::client;
+
+std::string S(const json::value& v) { return std::string(v.as_string()); }
+int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
+
+json::object SendFrameJson(const std::string& conv, const std::string& cmid,
+                           const std::string& body) {
+  return json::object{
+      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
+}
+
+// A pigeond serving TLS with a fresh self-signed certificate, and this
+// process's client set to trust it.
+class Tls : public ::testing::Test {
+ protected:
+  Tls() {
+    char tmpl[] = "/tmp/pigeon-tls.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    cert_ = dir_ + "/cert.pem";
+    key_ = dir_ + "/key.pem";
+    WriteSelfSignedCertificate(cert_, key_, 30);
+    std::filesystem::copy_file(cert_, dir_ + "/ca.pem");
+    UseTls(dir_ + "/ca.pem");
+    server_ = std::make_unique<TestServer>(
+        std::vector<std::string>{"--tls-cert-file", cert_, "--tls-key-file", key_});
+    server_->Start();
+  }
+  ~Tls() override {
+    server_.reset();
+    UseTls("");
+    std::filesystem::remove_all(dir_);
+  }
+  uint16_t port() const { return server_->port(); }
+  // A metric's value as /metrics shows it (over TLS).
+  double Metric(const std::string& name) {
+    auto body = Http(port(), "GET", "/metrics").body;
+    auto at = body.find("\n" + name + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(body.substr(at + name.size() + 2));
+  }
+
+  std::string dir_, cert_, key_;
+  std::unique_ptr<TestServer> server_;
+};
+
+TEST_F(Tls, TheWholeProtocolWorksOverTlsAndPlainBytesAreRefused) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token), wb = WsClient::Connect(port(), bob.token);
+  ASSERT_TRUE(wa && wb);
+  wa->SendJson(SendFrameJson(conv, "m1", "over TLS"));
+  auto ack = wa->NextOfType("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(I(ack->at("seq")), 1);
+  auto msg = wb->NextOfType("message");
+  ASSERT_TRUE(msg);
+  EXPECT_EQ(S(msg->at("body")), "over TLS");
+  auto feed = Http(port(), "GET", "/api/v1/messages", "", bob.token);
+  ASSERT_EQ(feed.status, 200) << feed.body;
+  EXPECT_EQ(feed.json.at("messages").as_array().size(), 1u);
+
+  // Plain HTTP to the TLS port: the handshake fails, the connection closes,
+  // and nothing else changes.
+  int fd = ConnectLoopback(port());
+  ASSERT_GE(fd, 0);
+  const std::string plain = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, plain.data(), plain.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(plain.size()));
+  char buf[512];
+  ssize_t n;
+  std::string got;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_EQ(got.find("HTTP/1.1"), std::string::npos) << got;  // at most a TLS alert
+  EXPECT_EQ(Metric("pigeon_tls_handshake_failures_total"), 1);
+  EXPECT_EQ(Metric("pigeon_tls_certificate_expiry_time_seconds"),
+            static_cast<double>(CertificateNotAfter(cert_)));
+
+  wb->SendJson(SendFrameJson(conv, "m2", "still here"));
+  ASSERT_TRUE(wb->NextOfType("ack"));
+  do msg = wa->NextOfType("message");  // after the echo of alice's own
+  while (msg && I(msg->at("seq")) == 1);
+  ASSERT_TRUE(msg);
+  EXPECT_EQ(S(msg->at("body")), "still here");
+  EXPECT_EQ(I(msg->at("seq")), 2);
+}
+
+// Frames of several TLS records each, and a replay much larger than the
+// socket's buffer to a device that does not read at first: pigeond's writes
+// wait for the socket and resume, and every byte arrives in order.
+TEST_F(Tls, LargeFramesAndAReplayLargerThanTheSocketBufferArriveWhole) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto start = Http(port(), "GET", "/api/v1/messages", "", bob.token);
+  ASSERT_EQ(start.status, 200);
+  const std::string since = S(start.json.at("next_cursor"));
+  auto wa = WsClient::Connect(port(), alice.token);
+  ASSERT_TRUE(wa);
+  constexpr int kMessages = 200;
+  auto body = [](int i) { return std::string(60000, static_cast<char>('a' + i % 26)); };
+  for (int i = 0; i < kMessages; ++i)
+    wa->SendJson(SendFrameJson(conv, "m" + std::to_string(i), body(i)));
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(wa->NextOfType("ack", 20000)) << i;
+
+  auto wb = WsClient::Connect(port(), bob.token, since);  // 12 MB to replay
+  ASSERT_TRUE(wb);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // its buffers fill
+  for (int i = 0; i < kMessages; ++i) {
+    auto m = wb->NextOfType("message", 20000);
+    ASSERT_TRUE(m) << i;
+    ASSERT_EQ(I(m->at("seq")), i + 1);
+    ASSERT_EQ(S(m->at("body")), body(i)) << i;
+  }
+}
+
+// SIGHUP reads the certificate and key again: new connections get the new
+// certificate, open ones go on; a reload that fails keeps the one in use.
+TEST_F(Tls, SighupServesARenewedCertificateToNewConnections) {
+  auto alice = Login(port(), "alice"), bob = Login(port(), "bob");
+  auto conv = OpenConversation(port(), alice, "bob");
+  auto wa = WsClient::Connect(port(), alice.token), wb = WsClient::Connect(port(), bob.token);
+  ASSERT_TRUE(wa && wb);
+
+  WriteSelfSignedCertificate(dir_ + "/new-cert.pem", dir_ + "/new-key.pem", 90);
+  std::filesystem::rename(dir_ + "/new-cert.pem", cert_);
+  std::filesystem::rename(dir_ + "/new-key.pem", key_);
+  ASSERT_EQ(::kill(server_->pid(), SIGHUP), 0);
+  // Trusting only the old certificate, new connections now fail; trusting
+  // the new one, they work.
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    try {
+      (void)Http(port(), "GET", "/healthz");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } catch (const std::exception& e) {
+      refused = std::string(e.what()).find("TLS handshake failed") != std::string::npos;
+    }
+  }
+  ASSERT_TRUE(refused) << server_->log();
+  UseTls(cert_);
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(Metric("pigeon_tls_reloads_total"), 1);
+  EXPECT_EQ(Metric("pigeon_tls_certificate_expiry_time_seconds"),
+            static_cast<double>(CertificateNotAfter(cert_)));
+
+  // The sockets opened before the reload go on.
+  wa->SendJson(SendFrameJson(conv, "m1", "after the reload"));
+  ASSERT_TRUE(wa->NextOfType("ack"));
+  auto msg = wb->NextOfType("message");
+  ASSERT_TRUE(msg);
+  EXPECT_EQ(S(msg->at("body")), "after the reload");
+
+  // A broken file: the reload fails, the renewed certificate stays.
+  std::ofstream(cert_, std::ios::trunc) << "not a certificate\n";
+  ASSERT_EQ(::kill(server_->pid(), SIGHUP), 0);
+  bool failed = false;
+  for (int i = 0; i < 100 && !failed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    failed = Metric("pigeon_tls_reload_failures_total") == 1;
+  }
+  EXPECT_TRUE(failed) << server_->log();
+  EXPECT_EQ(Http(port(), "GET", "/healthz").status, 200);
+}
+
+}  // namespace
+}  // namespace pigeon::test
