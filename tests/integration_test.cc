@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -885,6 +886,57 @@ TEST(PasswordThreads, OneClientCannotFillTheQueueForEveryoneElse) {
 // SIGUSR1: an online backup into backup_dir, while pigeond serves; the
 // backup is a data directory another pigeond starts from, with the accounts,
 // tokens and messages of that moment.
+// Connections that never become WebSockets do not hold a socket forever:
+// one that sends nothing, one stuck in the middle of a request, and a
+// keep-alive one idle after its response are closed after
+// http_idle_timeout_ms (to 1.5 times it); a WebSocket is not.
+TEST(HttpIdleTimeout, IdleConnectionsAreClosedAndWebSocketsAreNot) {
+  TestServer server({"--http-idle-timeout-ms", "600"});
+  server.Start();
+  const uint16_t port = server.port();
+  auto alice = Login(port, "alice");
+  auto ws = WsClient::Connect(port, alice.token);
+  ASSERT_TRUE(ws);
+  auto open_with = [&](const std::string& bytes) {
+    int fd = ConnectLoopback(port);
+    EXPECT_GE(fd, 0);
+    if (!bytes.empty()) {
+      EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(bytes.size()));
+    }
+    return fd;
+  };
+  int silent = open_with("");
+  int partial = open_with("GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n");
+  int kept = open_with("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto start = std::chrono::steady_clock::now();
+  // Each reads to its end: the keep-alive one gets its response first.
+  auto read_to_end = [](int fd) {
+    std::string got;
+    char buf[4096];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) return got + "<timeout>";
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return got;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  };
+  EXPECT_EQ(read_to_end(silent), "");
+  EXPECT_EQ(read_to_end(partial), "");
+  std::string kept_got = read_to_end(kept);
+  EXPECT_EQ(kept_got.rfind("HTTP/1.1 200", 0), 0u) << kept_got;
+  EXPECT_EQ(kept_got.find("<timeout>"), std::string::npos);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(500));  // not at once (a tick's slack)
+  for (int fd : {silent, partial, kept}) ::close(fd);
+  auto metrics = Http(port, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("pigeon_http_idle_closes_total 3"), std::string::npos) << metrics;
+  // The WebSocket, as quiet, is still served.
+  ws->SendJson(json::object{{"type", "ping"}});
+  EXPECT_TRUE(ws->NextOfType("pong"));
+}
+
 TEST(Backups, SigusrOneTakesABackupAnotherPigeondStartsFrom) {
   char tmpl[] = "/tmp/pigeon-backups.XXXXXX";
   const std::string backups = ::mkdtemp(tmpl);

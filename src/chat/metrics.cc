@@ -42,6 +42,9 @@ Metrics::Metrics()
       duplicate_sends(NewCounter(*registry_, "pigeon_duplicate_sends_total",
                                  "Sends answered with the original ack (client_msg_id reuse)")),
       http_requests(NewCounter(*registry_, "pigeon_http_requests_total", "HTTP requests served")),
+      http_idle_closes(NewCounter(*registry_, "pigeon_http_idle_closes_total",
+                                  "Connections closed before becoming a WebSocket for being idle "
+                                  "past http_idle_timeout_ms (no request, no TLS handshake)")),
       slow_consumer_closes(NewCounter(*registry_, "pigeon_slow_consumer_closes_total",
                                       "Sockets closed because their output queue was full")),
       commit_batch_ops(

@@ -44,6 +44,7 @@ class Metrics {
   prometheus::Counter& messages_committed;    // new messages (not dedup repeats)
   prometheus::Counter& duplicate_sends;       // sends answered from the dedup record
   prometheus::Counter& http_requests;
+  prometheus::Counter& http_idle_closes;      // HTTP connections closed by http_idle_timeout_ms
   prometheus::Counter& slow_consumer_closes;  // sockets closed for a full output queue
   prometheus::Histogram& commit_batch_ops;    // ops per store commit
   prometheus::Histogram& commit_seconds;      // store commit (write + fsync) latency

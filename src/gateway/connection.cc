@@ -104,6 +104,7 @@ void Connection::OnEvents(uint32_t events) {
       ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) || (tls_write_on_read_ && (events & EPOLLIN)))) {
     write_waiting_ = false;
     tls_write_on_read_ = false;
+    http_ticks_ = 0;  // the peer reads: a slow reader is not idle
     Flush();
   }
 }
@@ -228,6 +229,7 @@ size_t Connection::ProcessHttp(const char* data, size_t len) {
 
 void Connection::DispatchHttp(HttpRequest req) {
   phase_ = Phase::kHttpBusy;
+  http_ticks_ = 0;
   req.peer = PeerAddress(fd_);
   auto self = shared_from_this();
   bool keep_alive = req.keep_alive;
@@ -495,6 +497,13 @@ void Connection::PostPrivacy(const std::string& user, bool hides_last_seen) {
     if (user == self->session_.user_id) self->viewer_hides_ = hides_last_seen;
     if (Watch* w = self->FindWatch(user)) w->user_hides = hides_last_seen;
   });
+}
+
+void Connection::HttpTick() {
+  if (phase_ != Phase::kHttp) return;  // a WebSocket, a request being answered, a close
+  if (++http_ticks_ < 3) return;
+  ctx_.metrics.http_idle_closes.Increment();
+  Abort();
 }
 
 void Connection::Heartbeat() {

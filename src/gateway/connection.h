@@ -72,6 +72,10 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   // sent nothing since the previous tick (not even the pong to its ping) is
   // closed; otherwise it gets a ping.
   void Heartbeat();
+  // On the connection's thread, every half HTTP idle timeout: a connection
+  // waiting for a request (or its TLS handshake) for the third tick in a row,
+  // with no response written meanwhile, is closed (Server::Options).
+  void HttpTick();
 
  private:
   enum class Phase : uint8_t { kHttp, kHttpBusy, kWebSocket, kClosing, kLingering, kClosed };
@@ -165,19 +169,21 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   uint32_t typing_window_ = 0;  // steady seconds / 10 of the current typing window
   uint32_t typing_count_ = 0;
   Phase phase_ = Phase::kHttp;
-  bool read_pending_ = false;   // readable while not reading (busy, closing): read later
-  bool write_waiting_ = false;  // the kernel's buffer is full: EPOLLOUT resumes
-  bool peer_closed_ = false;    // the peer's FIN or reset was reported: read to the EOF
-  bool flush_scheduled_ = false;
-  bool close_after_flush_ = false;
-  bool registered_ = false;
-  bool processing_ = false;    // parsing from in_: it must not be released yet
-  bool alive_ = true;          // heard from since the last heartbeat tick
-  bool viewer_hides_ = false;  // this user hides its last_seen (so sees nobody's)
+  uint8_t http_ticks_ = 0;  // HttpTick()s since the last request or write progress
+  // Flags, a bit each: a socket's state is a first-class memory budget.
+  bool read_pending_ : 1 = false;   // readable while not reading (busy, closing): read later
+  bool write_waiting_ : 1 = false;  // the kernel's buffer is full: EPOLLOUT resumes
+  bool peer_closed_ : 1 = false;    // the peer's FIN or reset was reported: read to the EOF
+  bool flush_scheduled_ : 1 = false;
+  bool close_after_flush_ : 1 = false;
+  bool registered_ : 1 = false;
+  bool processing_ : 1 = false;    // parsing from in_: it must not be released yet
+  bool alive_ : 1 = true;          // heard from since the last heartbeat tick
+  bool viewer_hides_ : 1 = false;  // this user hides its last_seen (so sees nobody's)
   // TLS only: the session waits for the other direction (a handshake flight
   // that did not fit the socket; a write that needs a read).
-  bool tls_read_on_write_ = false;
-  bool tls_write_on_read_ = false;
+  bool tls_read_on_write_ : 1 = false;
+  bool tls_write_on_read_ : 1 = false;
 };
 
 // Per network thread: its event loop, the shared read buffer and the list of

@@ -25,6 +25,7 @@ struct Server::Impl : EventLoop::Handler {
   size_t next = 0;
   bool stopping = false;  // thread 0's
   std::chrono::milliseconds heartbeat{0};
+  std::chrono::milliseconds http_tick{0};  // half the HTTP idle timeout
 
   ~Impl() {
     if (listen_fd >= 0) close(listen_fd);
@@ -67,6 +68,18 @@ struct Server::Impl : EventLoop::Handler {
         c = next;
       }
       ScheduleHeartbeat(i);
+    });
+  }
+
+  // Thread i: likewise for the idle timeout of HTTP connections.
+  void ScheduleHttpTick(size_t i) {
+    states[i]->loop.After(http_tick, [this, i] {
+      for (Connection* c = states[i]->head; c;) {
+        Connection* next = c->next_;  // HttpTick may close and unlink c
+        c->HttpTick();
+        c = next;
+      }
+      ScheduleHttpTick(i);
     });
   }
 
@@ -131,6 +144,7 @@ Status Server::Start() {
   unsigned n = options_.threads ? options_.threads : DefaultThreads();
   impl_->ctx = &ctx_;
   impl_->heartbeat = options_.heartbeat;
+  impl_->http_tick = options_.http_idle_timeout / 2;
   for (unsigned i = 0; i < n; ++i) {
     impl_->states.push_back(std::make_unique<ThreadState>());
     if (!impl_->states.back()->loop.ok())
@@ -153,6 +167,8 @@ Status Server::Start() {
 
   if (options_.heartbeat.count() > 0)
     for (unsigned i = 0; i < n; ++i) impl_->ScheduleHeartbeat(i);
+  if (impl_->http_tick.count() > 0)
+    for (unsigned i = 0; i < n; ++i) impl_->ScheduleHttpTick(i);
   for (unsigned i = 0; i < n; ++i) {
     impl_->threads.emplace_back([state = impl_->states[i].get(), i] {
       NameThisThread("pg-net-" + std::to_string(i));

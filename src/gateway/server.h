@@ -22,6 +22,11 @@ class Server {
     // WebSocket ping interval; a socket silent for a whole interval after a
     // ping is closed. 0 disables heartbeats.
     std::chrono::milliseconds heartbeat{25000};
+    // A connection that is not a WebSocket is closed once it has been idle
+    // for between this and 1.5 times this: no request completed (nor, with
+    // TLS, the handshake) and no progress writing a response to a slow
+    // reader. 0 disables it.
+    std::chrono::milliseconds http_idle_timeout{60000};
   };
   Server(Options options, GatewayContext& ctx);
   ~Server();

@@ -106,6 +106,10 @@ std::vector<Option> Options(Config& c) {
       {"signup_window_s", "seconds from a client's first sign-up that its sign-ups count",
        &c.signup_window_s},
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
+      {"http_idle_timeout_ms",
+       "a connection that is not a WebSocket is closed after this long (to 1.5 times it) without "
+       "a complete request, a TLS handshake or progress writing a response; 0: never",
+       &c.http_idle_timeout_ms},
       {"heartbeat_interval_ms",
        "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "
        "(0: off)",

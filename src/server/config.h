@@ -46,6 +46,7 @@ struct Config {
   uint64_t retention_s = 30 * 24 * 3600;  // feed entries and messages kept this long (0: forever)
   uint64_t retention_sweep_interval_s = 3600;  // between retention sweeps
   uint64_t drain_grace_ms = 2000;              // SIGTERM: time given to close frames to flush
+  uint64_t http_idle_timeout_ms = 60000;       // a non-WebSocket connection idle this long: closed
   uint64_t heartbeat_interval_ms =
       25000;  // WebSocket ping interval; silent a whole interval: closed
   uint64_t presence_debounce_ms =

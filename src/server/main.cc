@@ -279,7 +279,8 @@ int main(int argc, char** argv) {
   Server server({.host = host,
                  .port = port,
                  .threads = cfg->network_threads,
-                 .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms)},
+                 .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms),
+                 .http_idle_timeout = std::chrono::milliseconds(cfg->http_idle_timeout_ms)},
                 ctx);
   if (auto s = server.Start(); !s.ok()) {
     spdlog::critical("{}", s.message());
