@@ -999,6 +999,9 @@ TEST(Retention, OldMessagesGoAndCursorsFromBeforeStayValid) {
   const uint16_t port = server.port();
   auto alice = Login(port, "alice"), bob = Login(port, "bob");
   auto conv = OpenConversation(port, alice, "bob");
+  // A device that saw none of what follows holds the start cursor.
+  const std::string offline =
+      S(Http(port, "GET", "/api/v1/messages", "", bob.token).json.at("next_cursor"));
   auto wa = WsClient::Connect(port, alice.token);
   for (const char* cmid : {"old1", "old2"}) wa->SendJson(SendFrameJson(conv, cmid, cmid));
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(wa->NextOfType("ack"));
@@ -1016,9 +1019,17 @@ TEST(Retention, OldMessagesGoAndCursorsFromBeforeStayValid) {
   ASSERT_TRUE(gone) << Http(port, "GET", "/metrics").body;
   auto all = Http(port, "GET", "/api/v1/messages", "", bob.token);
   EXPECT_TRUE(all.json.at("messages").as_array().empty()) << all.body;
+  EXPECT_FALSE(all.json.at("gap").as_bool());  // from the retained start: nothing missed
   auto after_held = Http(port, "GET", "/api/v1/messages?since=" + held, "", bob.token);
   EXPECT_TRUE(after_held.json.at("messages").as_array().empty());
   EXPECT_EQ(S(after_held.json.at("next_cursor")), held);
+  EXPECT_FALSE(after_held.json.at("gap").as_bool());
+  // The device that was offline is told it missed what retention removed,
+  // and its cursor moves past it.
+  auto missed = Http(port, "GET", "/api/v1/messages?since=" + offline, "", bob.token);
+  EXPECT_TRUE(missed.json.at("messages").as_array().empty());
+  EXPECT_TRUE(missed.json.at("gap").as_bool()) << missed.body;
+  EXPECT_EQ(S(missed.json.at("next_cursor")), held);
   auto history = Http(port, "GET", "/api/v1/conversations/" + conv + "/messages", "", bob.token);
   EXPECT_TRUE(history.json.at("messages").as_array().empty()) << history.body;
 
@@ -1029,10 +1040,21 @@ TEST(Retention, OldMessagesGoAndCursorsFromBeforeStayValid) {
   EXPECT_EQ(I(ack->at("seq")), 3);
   auto wb = WsClient::Connect(port, bob.token, held);
   ASSERT_TRUE(wb);
-  auto m = wb->NextOfType("message");
+  auto m = wb->Next();
   ASSERT_TRUE(m);
+  EXPECT_EQ(S(m->at("type")), "message");  // no gap after the held cursor
   EXPECT_EQ(S(m->at("body")), "new");
   EXPECT_EQ(I(m->at("seq")), 3);
+  // Over the WebSocket, a feed_gap frame comes first, with the cursor past what is gone.
+  auto wb_offline = WsClient::Connect(port, bob.token, offline);
+  ASSERT_TRUE(wb_offline);
+  auto gap = wb_offline->Next();
+  ASSERT_TRUE(gap);
+  EXPECT_EQ(S(gap->at("type")), "feed_gap");
+  EXPECT_EQ(S(gap->at("cursor")), held);
+  m = wb_offline->Next();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(S(m->at("body")), "new");
   auto list = Http(port, "GET", "/api/v1/conversations", "", alice.token);
   EXPECT_EQ(I(list.json.at("conversations").as_array()[0].at("last_seq")), 3);
 }

@@ -572,6 +572,12 @@ void Connection::RequestCatchUpPage() {
       size_t bytes = 0;
       has_more = feed->has_more;
       read_to = feed->last_pos;
+      if (feed->removed_to) {  // retention removed entries after this socket's cursor: say so
+        std::string gap = R"({"type":"feed_gap","cursor":")";
+        AppendCursor(gap, feed->removed_to);
+        gap.append("\"}");
+        v.emplace_back(feed->removed_to, SharedFrame(std::move(gap)));
+      }
       for (auto& e : feed->entries) {
         if (bytes >= budget) {  // the rest comes with the next page
           has_more = true;

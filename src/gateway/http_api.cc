@@ -1,5 +1,6 @@
 #include "gateway/http_api.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
@@ -387,8 +388,9 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     if (!page.ok()) return done(Error(page.status()));
     std::string out = R"({"messages":[)";
     std::string receipts;
-    // The last entry read: past references to messages retention removed too.
-    const FeedPos last = page->last_pos ? page->last_pos : since;
+    // The last entry read: past references to messages retention removed too,
+    // and past entries it removed.
+    const FeedPos last = std::max({page->last_pos, page->removed_to, since});
     bool first = true;
     for (auto& e : page->entries) {
       if (e.kind == FeedEntry::Kind::kReceipt) {
@@ -402,7 +404,11 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     }
     out.append(R"(],"receipts":[)").append(receipts).append(R"(],"next_cursor":")");
     AppendCursor(out, last);
-    out.append(R"(","has_more":)").append(page->has_more ? "true}" : "false}");
+    out.append(R"(","has_more":)").append(page->has_more ? "true" : "false");
+    // Only a reader that named its cursor missed anything: without one, the
+    // read starts at the retained feed's start.
+    const bool gap = page->removed_to && Param(*query, "since");
+    out.append(R"(,"gap":)").append(gap ? "true}" : "false}");
     return done(Json(200, std::move(out)));
   }
   if (rest.starts_with("presence/") && m == "GET") {

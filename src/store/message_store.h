@@ -150,6 +150,9 @@ struct FeedPage {
   // message retention removed is skipped); 0 when none was read. A reader
   // that got every entry resumes after it.
   FeedPos last_pos = 0;
+  // Nonzero when retention removed entries after `after`: they were at most
+  // this position (the feed's removal floor). The entries returned follow it.
+  FeedPos removed_to = 0;
 };
 
 // ---- write operations -------------------------------------------------------
@@ -237,12 +240,14 @@ struct RetryOutbox {
 };
 // Retention: removes what MessageStore::FindExpired of the same store found
 // older than its cutoff (feed entries, messages and their dedup keys, in the
-// backend's own keys). A feed or conversation that loses its newest entry
-// keeps that entry's position or seq as its floor, so positions and seqs
-// never restart: a device's cursor stays valid.
+// backend's own keys). Each feed it takes entries from keeps the newest
+// position removed as its floor: positions never restart (a device's cursor
+// stays valid), and a read after an older cursor says what it missed
+// (FeedPage::removed_to). A conversation that loses its newest message keeps
+// its seq as its floor.
 struct Expire {
   std::vector<std::string> keys;
-  std::vector<std::pair<std::string, uint64_t>> feed_floors;          // user, newest position
+  std::vector<std::pair<std::string, uint64_t>> feed_floors;  // user, newest position removed
   std::vector<std::pair<std::string, uint64_t>> conversation_floors;  // conversation, newest seq
 };
 }  // namespace op

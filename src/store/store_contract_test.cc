@@ -352,6 +352,10 @@ TYPED_TEST(StoreContract, RetentionRemovesWhatIsOlderThanTheCutoffAndNothingElse
   EXPECT_EQ(feed->entries[0].message.body, "kept");
   EXPECT_EQ(feed->entries[1].pos, 9u);
   EXPECT_EQ(feed->last_pos, 9u);
+  EXPECT_EQ(feed->removed_to, 7u);  // a reader from before missed 1-7
+  EXPECT_EQ(this->store_->ReadFeed("alice", 5, 100)->removed_to, 7u);
+  EXPECT_EQ(this->store_->ReadFeed("alice", 7, 100)->removed_to, 0u);
+  EXPECT_EQ(this->store_->ReadFeed("alice", 9, 100)->removed_to, 0u);
   auto history = this->store_->History(id, UINT64_MAX, 100);
   ASSERT_TRUE(history.ok());
   ASSERT_EQ(history->size(), 2u);
@@ -375,6 +379,8 @@ TYPED_TEST(StoreContract, RetentionThatEmptiesAFeedAndAConversationKeepsTheirPla
   EXPECT_EQ(swept.messages, 4u);
   EXPECT_EQ(swept.feed_entries, 8u);
   EXPECT_TRUE(this->store_->ReadFeed("bob", 0, 100)->entries.empty());
+  EXPECT_EQ(this->store_->ReadFeed("bob", 0, 100)->removed_to, 4u);
+  EXPECT_EQ(this->store_->ReadFeed("bob", 4, 100)->removed_to, 0u);
   EXPECT_TRUE(this->store_->History(id, UINT64_MAX, 100)->empty());
   // A device's cursor stays valid: the head and the last seq are kept.
   EXPECT_EQ(*this->store_->FeedHead("bob"), 4u);

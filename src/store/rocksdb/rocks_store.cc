@@ -560,6 +560,10 @@ Result<FeedPos> RocksStore::ReadHead(std::string_view user) {
   auto newest = NewestNum(*it, 'F', user);
   if (!newest.ok() || *newest != 0) return newest;
   // No entry: a new feed, or one retention emptied, which kept its head.
+  return ReadFeedFloor(user);
+}
+
+Result<FeedPos> RocksStore::ReadFeedFloor(std::string_view user) {
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), FeedFloorKey(user), &v);
   if (s.IsNotFound()) return FeedPos{0};
@@ -1148,6 +1152,7 @@ Result<std::vector<StoredMessage>> RocksStore::History(std::string_view conversa
 
 Result<FeedPage> RocksStore::ReadFeed(std::string_view user_id, FeedPos after, size_t limit) {
   FeedPage page;
+  FeedPos first_read = 0;
   std::string prefix = Key2('F', user_id, "");
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   std::string mv;
@@ -1161,6 +1166,7 @@ Result<FeedPage> RocksStore::ReadFeed(std::string_view user_id, FeedPos after, s
     if (k.size() != prefix.size() + 8) return Corrupt("feed key");
     FeedEntry e;
     e.pos = GetFixed64BE(k.data() + prefix.size());
+    if (page.last_pos == 0) first_read = e.pos;
     page.last_pos = e.pos;
     if (!DecodeFeedValue(it->value().ToStringView(), &e)) return Corrupt("feed entry");
     if (e.kind == FeedEntry::Kind::kMessage) {
@@ -1176,6 +1182,14 @@ Result<FeedPage> RocksStore::ReadFeed(std::string_view user_id, FeedPos after, s
     page.entries.push_back(std::move(e));
   }
   if (!it->status().ok()) return FromRocks(it->status());
+  // Entries after `after` that retention removed: when the first entry read
+  // is not `after + 1` (positions are consecutive), or none was, the floor says.
+  if (first_read != after + 1) {
+    auto floor = ReadFeedFloor(user_id);
+    if (!floor.ok()) return floor.status();
+    // A sweep that committed since the entries were read: they are still returned.
+    if (*floor > after) page.removed_to = first_read ? std::min(*floor, first_read - 1) : *floor;
+  }
   return page;
 }
 
@@ -1237,6 +1251,14 @@ Result<ExpiredSlice> RocksStore::FindExpired(int64_t before_ms, std::string_view
   if (at[0] == 'F') {
     FeedEntry e;
     StoredMessage m;
+    // Each feed this slice takes entries from gets its newest one removed as its floor.
+    std::string floor_user;
+    FeedPos floor_pos = 0;
+    auto add_floor = [&] {
+      if (!floor_user.empty())
+        out.expire.feed_floors.emplace_back(std::move(floor_user), floor_pos);
+      floor_user.clear();
+    };
     for (it->Seek(at); it->Valid() && it->key().starts_with("F") && !full();) {
       const std::string_view k = it->key().ToStringView();
       if (k.size() < 11 || k[k.size() - 9] != '\0') return Corrupt("feed key");
@@ -1259,12 +1281,17 @@ Result<ExpiredSlice> RocksStore::FindExpired(int64_t before_ms, std::string_view
         continue;
       }
       const FeedPos pos = GetFixed64BE(k.data() + prefix.size());
+      std::string_view user = std::string_view(prefix).substr(1, prefix.size() - 2);
+      if (user != floor_user) {
+        add_floor();
+        floor_user = user;
+      }
+      floor_pos = pos;
       out.expire.keys.emplace_back(k);
       ++out.feed_entries;
       it->Next();
-      if (!it->Valid() || !it->key().starts_with(prefix))  // its newest: keep its head
-        out.expire.feed_floors.emplace_back(prefix.substr(1, prefix.size() - 2), pos);
     }
+    add_floor();
     if (!it->status().ok()) return FromRocks(it->status());
     if (it->Valid() && it->key().starts_with("F")) {
       out.resume = it->key().ToString();

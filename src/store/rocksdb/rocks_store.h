@@ -171,6 +171,8 @@ class RocksStore final : public MessageStore {
   Delivery AppendToFeed(rocksdb::WriteBatch& batch, const std::string& user, CachedUser& u,
                         std::string_view value);
   Result<FeedPos> ReadHead(std::string_view user);
+  // The newest feed position retention removed (the H record); 0: none.
+  Result<FeedPos> ReadFeedFloor(std::string_view user);
   // Looks up the dedup keys of the batch's messages in the store, all in one
   // MultiGet: RocksDB's per-call work (its sync points, perf timers, the
   // column family's SuperVersion) once per batch instead of once per message.
