@@ -976,6 +976,51 @@ TEST(Backups, SigusrOneTakesABackupAnotherPigeondStartsFrom) {
   std::filesystem::remove_all(backups);
 }
 
+// backup_interval_s takes backups on a schedule; backup_keep deletes all but
+// the newest after each, and nothing else in the directory.
+TEST(Backups, ScheduledBackupsKeepOnlyTheNewestBackupKeep) {
+  char tmpl[] = "/tmp/pigeon-backups.XXXXXX";
+  const std::string backups = ::mkdtemp(tmpl);
+  std::filesystem::create_directory(backups +
+                                    "/20261206T094512.345Z.notes");  // not a backup's name
+  std::ofstream(backups + "/README") << "an operator's file\n";
+  TestServer server({"--backup-dir", backups, "--backup-interval-s", "1", "--backup-keep", "2"});
+  server.Start();
+  auto alice = Login(server.port(), "alice");
+  auto count = [&] {
+    int n = 0;
+    for (auto& e : std::filesystem::directory_iterator(backups))
+      n += e.path().filename().string().size() == 20;
+    return n;
+  };
+  auto metric = [&](const std::string& name) {
+    auto body = Http(server.port(), "GET", "/metrics").body;
+    auto at = body.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + name.size() + 2));
+  };
+  bool done = false;
+  for (int i = 0; i < 300 && !done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done = metric("pigeon_backups_total") >= 4 && metric("pigeon_backups_removed_total") >= 2;
+  }
+  ASSERT_TRUE(done) << server.log();
+  EXPECT_EQ(server.Terminate(), 0);  // the schedule stops with pigeond
+  EXPECT_EQ(count(), 2);
+  EXPECT_TRUE(std::filesystem::exists(backups + "/README"));
+  EXPECT_TRUE(std::filesystem::exists(backups + "/20261206T094512.345Z.notes"));
+  // The newest backup is a data directory with alice in it.
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(backups))
+    if (e.path().filename().string().size() == 20) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  TestServer restored;
+  std::filesystem::copy(backups + "/" + names.back(), restored.data_dir() + "/data",
+                        std::filesystem::copy_options::recursive);
+  restored.Start();
+  EXPECT_EQ(Http(restored.port(), "GET", "/api/v1/conversations", "", alice.token).status, 200);
+  std::filesystem::remove_all(backups);
+}
+
 TEST(Backups, SigusrOneWithoutABackupDirIsLoggedAndChangesNothing) {
   TestServer server;
   server.Start();

@@ -110,6 +110,8 @@ Metrics::Metrics()
                          "Online backups of the store completed (SIGUSR1, backup_dir)")),
       backup_failures(
           NewCounter(*registry_, "pigeon_backup_failures_total", "Online backups that failed")),
+      backups_removed(NewCounter(*registry_, "pigeon_backups_removed_total",
+                                 "Old backups deleted to keep the newest backup_keep")),
       backup_last_success_time(
           NewGauge(*registry_, "pigeon_backup_last_success_time_seconds",
                    "When the last backup that succeeded was taken (unix time); 0: none yet")),

@@ -67,6 +67,7 @@ class Metrics {
   prometheus::Counter& retention_messages_removed;  // with their dedup keys
   prometheus::Counter& backups;                     // online backups completed (SIGUSR1)
   prometheus::Counter& backup_failures;
+  prometheus::Counter& backups_removed;         // old backups deleted by backup_keep
   prometheus::Gauge& backup_last_success_time;  // unix seconds; 0: none yet
   prometheus::Gauge& backup_last_seconds;       // how long the last one took
   prometheus::Counter& tls_handshake_failures;  // connections dropped by a failed TLS handshake

@@ -30,6 +30,13 @@ std::vector<Option> Options(Config& c) {
        "on SIGUSR1, an online backup of the store goes into a new directory in here, named for "
        "its UTC time; empty: none",
        &c.backup_dir},
+      {"backup_interval_s",
+       "with backup_dir: a backup every this many seconds, as on SIGUSR1; 0: on SIGUSR1 only",
+       &c.backup_interval_s},
+      {"backup_keep",
+       "with backup_dir: after each backup that succeeds, only the newest this many are kept "
+       "(older ones are deleted); 0: all are kept",
+       &c.backup_keep},
       {"log_level", "trace, debug, info, warn or error", &c.log_level},
       {"network_threads", "network threads, 0 for half the cores (at least one)",
        &c.network_threads},

@@ -12,6 +12,8 @@ namespace pigeon {
 struct Config {
   std::string listen = "127.0.0.1:8080";   // HOST:PORT for HTTP and WebSocket
   std::string data_dir = "./pigeon-data";  // the RocksDB store
+  uint64_t backup_interval_s = 0;          // a backup every this many seconds (0: on SIGUSR1 only)
+  uint64_t backup_keep = 0;                // after a backup, the newest this many stay (0: all)
   std::string backup_dir;                  // SIGUSR1: a backup of the store in here
   std::string
       tls_cert_file;  // PEM certificate chain: the listener speaks TLS only (SIGHUP re-reads)

@@ -237,7 +237,10 @@ int main(int argc, char** argv) {
   // before the server answers: a SIGUSR1 that came first would end the
   // process (its default action), a SIGTERM would skip the drain.
   // SIGUSR1: an online backup (operations.md, "Backups"), as often as asked.
-  Backups backups(**store, metrics, cfg->backup_dir);
+  Backups backups(**store, metrics,
+                  {.dir = cfg->backup_dir,
+                   .keep = static_cast<uint32_t>(cfg->backup_keep),
+                   .interval_s = cfg->backup_interval_s});
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set backup_signal(signals_ctx, SIGUSR1);
   std::function<void()> await_backup_signal = [&] {
