@@ -230,7 +230,7 @@ size_t Connection::ProcessHttp(const char* data, size_t len) {
 void Connection::DispatchHttp(HttpRequest req) {
   phase_ = Phase::kHttpBusy;
   http_ticks_ = 0;
-  req.peer = PeerAddress(fd_);
+  if (HttpApi::UsesClientAddress(req)) req.peer = PeerAddress(fd_);
   auto self = shared_from_this();
   bool keep_alive = req.keep_alive;
   if (req.path() == "/api/v1/ws") {

@@ -179,6 +179,12 @@ bool HttpApi::RunPasswordCheck(std::string client, std::function<void()> check,
   return true;
 }
 
+bool HttpApi::UsesClientAddress(const HttpRequest& req) {
+  const std::string_view path = req.path();
+  return req.method == "POST" && path.starts_with(kApi) &&
+         (path.substr(kApi.size()) == "users" || path.substr(kApi.size()) == "sessions");
+}
+
 void HttpApi::Handle(const HttpRequest& req, std::function<void(HttpResponse)> done) {
   metrics_.http_requests.Increment();
   Route(req, done);

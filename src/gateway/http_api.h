@@ -80,6 +80,9 @@ class HttpApi {
         signups_(options.signup_limits) {}
 
   void Handle(const HttpRequest& req, std::function<void(HttpResponse)> done);
+  // Whether Handle reads req.peer (sign-up and login, limited per client): the
+  // connection looks its peer's address up only for those.
+  static bool UsesClientAddress(const HttpRequest& req);
   // GET /api/v1/ws: a grant, or the response that refuses the upgrade.
   std::variant<UpgradeGrant, HttpResponse> AuthorizeUpgrade(const HttpRequest& req);
   // The error response for `status` (counted in the errors metric);
