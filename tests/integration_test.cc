@@ -16,20 +16,12 @@
 #include <thread>
 
 #include "client/pigeon_client.h"
+#include "test_util.h"
 
 namespace pigeon::test {
 namespace {
 
 using namespace ::pigeon::client;
-
-std::string S(const json::value& v) { return std::string(v.as_string()); }
-int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
-
-json::object SendFrameJson(const std::string& conv, const std::string& cmid,
-                           const std::string& body) {
-  return json::object{
-      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
-}
 
 // POST of a JSON body from 127.0.0.(1 + source_index), with an
 // X-Forwarded-For header when `forwarded_for` is not empty.
@@ -993,11 +985,7 @@ TEST(Backups, ScheduledBackupsKeepOnlyTheNewestBackupKeep) {
       n += e.path().filename().string().size() == 20;
     return n;
   };
-  auto metric = [&](const std::string& name) {
-    auto body = Http(server.port(), "GET", "/metrics").body;
-    auto at = body.find("\n" + name + " ");
-    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + name.size() + 2));
-  };
+  auto metric = [&](const std::string& name) { return MetricValue(server.port(), name); };
   bool done = false;
   for (int i = 0; i < 300 && !done; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

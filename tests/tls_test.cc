@@ -10,20 +10,12 @@
 #include <thread>
 
 #include "client/pigeon_client.h"
+#include "test_util.h"
 
 namespace pigeon::test {
 namespace {
 
 using namespace ::pigeon::client;
-
-std::string S(const json::value& v) { return std::string(v.as_string()); }
-int64_t I(const json::value& v) { return v.to_number<int64_t>(); }
-
-json::object SendFrameJson(const std::string& conv, const std::string& cmid,
-                           const std::string& body) {
-  return json::object{
-      {"type", "send"}, {"conversation_id", conv}, {"client_msg_id", cmid}, {"body", body}};
-}
 
 // A pigeond serving TLS with a fresh self-signed certificate, and this
 // process's client set to trust it.
@@ -48,12 +40,7 @@ class Tls : public ::testing::Test {
   }
   uint16_t port() const { return server_->port(); }
   // A metric's value as /metrics shows it (over TLS).
-  double Metric(const std::string& name) {
-    auto body = Http(port(), "GET", "/metrics").body;
-    auto at = body.find("\n" + name + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(body.substr(at + name.size() + 2));
-  }
+  double Metric(const std::string& name) { return MetricValue(port(), name); }
 
   std::string dir_, cert_, key_;
   std::unique_ptr<TestServer> server_;

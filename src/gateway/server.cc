@@ -24,8 +24,6 @@ struct Server::Impl : EventLoop::Handler {
   int listen_fd = -1;  // thread 0's
   size_t next = 0;
   bool stopping = false;  // thread 0's
-  std::chrono::milliseconds heartbeat{0};
-  std::chrono::milliseconds http_tick{0};  // half the HTTP idle timeout
 
   ~Impl() {
     if (listen_fd >= 0) close(listen_fd);
@@ -58,28 +56,17 @@ struct Server::Impl : EventLoop::Handler {
     states[0]->loop.Defer([this] { AcceptSome(); });
   }
 
-  // Thread i: one timer per thread walks that thread's connections; no
+  // Thread i: every `period`, one timer walks that thread's connections and
+  // calls `tick` on each (the heartbeat, the HTTP idle timeout); no
   // per-socket timer.
-  void ScheduleHeartbeat(size_t i) {
-    states[i]->loop.After(heartbeat, [this, i] {
+  void ScheduleTicks(size_t i, std::chrono::milliseconds period, void (Connection::*tick)()) {
+    states[i]->loop.After(period, [this, i, period, tick] {
       for (Connection* c = states[i]->head; c;) {
-        Connection* next = c->next_;  // Heartbeat may close and unlink c
-        c->Heartbeat();
+        Connection* next = c->next_;  // the tick may close and unlink c
+        (c->*tick)();
         c = next;
       }
-      ScheduleHeartbeat(i);
-    });
-  }
-
-  // Thread i: likewise for the idle timeout of HTTP connections.
-  void ScheduleHttpTick(size_t i) {
-    states[i]->loop.After(http_tick, [this, i] {
-      for (Connection* c = states[i]->head; c;) {
-        Connection* next = c->next_;  // HttpTick may close and unlink c
-        c->HttpTick();
-        c = next;
-      }
-      ScheduleHttpTick(i);
+      ScheduleTicks(i, period, tick);
     });
   }
 
@@ -143,8 +130,6 @@ Server::~Server() { Drain(std::chrono::milliseconds(0)); }
 Status Server::Start() {
   unsigned n = options_.threads ? options_.threads : DefaultThreads();
   impl_->ctx = &ctx_;
-  impl_->heartbeat = options_.heartbeat;
-  impl_->http_tick = options_.http_idle_timeout / 2;
   for (unsigned i = 0; i < n; ++i) {
     impl_->states.push_back(std::make_unique<ThreadState>());
     if (!impl_->states.back()->loop.ok())
@@ -165,10 +150,12 @@ Status Server::Start() {
   impl_->listen_fd = fd;
   if (auto s = impl_->states[0]->loop.Add(fd, impl_.get()); !s.ok()) return s;
 
-  if (options_.heartbeat.count() > 0)
-    for (unsigned i = 0; i < n; ++i) impl_->ScheduleHeartbeat(i);
-  if (impl_->http_tick.count() > 0)
-    for (unsigned i = 0; i < n; ++i) impl_->ScheduleHttpTick(i);
+  for (unsigned i = 0; i < n; ++i) {
+    if (options_.heartbeat.count() > 0)
+      impl_->ScheduleTicks(i, options_.heartbeat, &Connection::Heartbeat);
+    if (options_.http_idle_timeout.count() > 0)
+      impl_->ScheduleTicks(i, options_.http_idle_timeout / 2, &Connection::HttpTick);
+  }
   for (unsigned i = 0; i < n; ++i) {
     impl_->threads.emplace_back([state = impl_->states[i].get(), i] {
       NameThisThread("pg-net-" + std::to_string(i));
