@@ -878,6 +878,60 @@ TEST(PasswordThreads, OneClientCannotFillTheQueueForEveryoneElse) {
 // SIGUSR1: an online backup into backup_dir, while pigeond serves; the
 // backup is a data directory another pigeond starts from, with the accounts,
 // tokens and messages of that moment.
+// A user sees its logged-in devices and revokes any of them (a lost phone):
+// the device's token stops working and its sockets close with 4001. Nobody
+// else's device can be named.
+TEST_F(Pigeon, AUserListsItsDevicesAndRevokesOne) {
+  (void)Login(port(), "bob");
+  auto login = [&](const std::string& name) {
+    auto r = Http(port(), "POST", "/api/v1/sessions",
+                  json::serialize(json::object{
+                      {"username", "alice"}, {"password", "password1"}, {"device_name", name}}));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Account{S(r.json.at("user_id")), S(r.json.at("token")), S(r.json.at("device_id"))};
+  };
+  (void)Login(port(), "alice");  // signs alice up (a first device, unnamed)
+  auto phone = login("Pixel 9"), laptop = login("Firefox \"work\"");
+  auto bob = Login(port(), "bob");
+  auto list = Http(port(), "GET", "/api/v1/devices", "", phone.token);
+  ASSERT_EQ(list.status, 200) << list.body;
+  auto& devices = list.json.at("devices").as_array();
+  ASSERT_EQ(devices.size(), 3u);
+  int current = 0;
+  for (auto& d : devices) {
+    auto& o = d.as_object();
+    if (S(o.at("device_id")) == phone.device_id) {
+      EXPECT_EQ(S(o.at("name")), "Pixel 9");
+      EXPECT_TRUE(o.at("current").as_bool());
+      ++current;
+    } else {
+      EXPECT_FALSE(o.at("current").as_bool());
+    }
+    if (S(o.at("device_id")) == laptop.device_id) {
+      EXPECT_EQ(S(o.at("name")), "Firefox \"work\"");
+    }
+    EXPECT_TRUE(o.at("push").is_null());
+  }
+  EXPECT_EQ(current, 1);
+
+  auto ws = WsClient::Connect(port(), laptop.token);
+  ASSERT_TRUE(ws);
+  // bob cannot name alice's device; a device that does not exist is not found.
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/" + laptop.device_id, "", bob.token).status,
+            404);
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/nosuchdevice", "", phone.token).status, 404);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/devices", "", laptop.token).status, 200);
+  auto revoked = Http(port(), "DELETE", "/api/v1/devices/" + laptop.device_id, "", phone.token);
+  EXPECT_EQ(revoked.status, 204) << revoked.body;
+  EXPECT_EQ(ws->WaitClose(), std::optional<uint16_t>(4001));
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/devices", "", laptop.token).status, 401);
+  list = Http(port(), "GET", "/api/v1/devices", "", phone.token);
+  EXPECT_EQ(list.json.at("devices").as_array().size(), 2u);
+  // "current" names the caller's own device: a logout.
+  EXPECT_EQ(Http(port(), "DELETE", "/api/v1/devices/current", "", phone.token).status, 204);
+  EXPECT_EQ(Http(port(), "GET", "/api/v1/devices", "", phone.token).status, 401);
+}
+
 // Connections that never become WebSockets do not hold a socket forever:
 // one that sends nothing, one stuck in the middle of a request, and a
 // keep-alive one idle after its response are closed after

@@ -58,6 +58,15 @@ void ChatService::Login(const std::string& username, const std::string& password
 }
 
 void ChatService::Logout(const std::string& token, std::function<void(Status)> done) {
+  EndSession(op::DeleteSession{TokenHash(token), "", ""}, std::move(done));
+}
+
+void ChatService::RevokeDevice(const std::string& user, const std::string& device_id,
+                               std::function<void(Status)> done) {
+  EndSession(op::DeleteSession{"", user, device_id}, std::move(done));
+}
+
+void ChatService::EndSession(op::DeleteSession o, std::function<void(Status)> done) {
   auto cb = [this, done](OpResult& r) {
     if (r.status.ok()) {
       auto& s = std::get<DeviceSession>(r.value);
@@ -65,7 +74,7 @@ void ChatService::Logout(const std::string& token, std::function<void(Status)> d
     }
     done(r.status);
   };
-  if (!pipeline_.Submit(op::DeleteSession{TokenHash(token)}, std::move(cb))) done(Unavailable());
+  if (!pipeline_.Submit(std::move(o), std::move(cb))) done(Unavailable());
 }
 
 Result<DeviceSession> ChatService::Authenticate(std::string_view token) {

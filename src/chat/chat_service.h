@@ -60,6 +60,12 @@ class ChatService {
              const std::string& device_name, std::function<void(Result<LoginResult>)> done);
   // Revokes the token; its live sockets are closed with 4001 once committed.
   void Logout(const std::string& token, std::function<void(Status)> done);
+  // Revokes the device `device_id` of `user` as its logout would (not_found
+  // if `user` has no such device).
+  void RevokeDevice(const std::string& user, const std::string& device_id,
+                    std::function<void(Status)> done);
+  // Blocking: the user's logged-in devices, by id.
+  Result<std::vector<DeviceInfo>> Devices(const std::string& user) { return store_.Devices(user); }
   Result<DeviceSession> Authenticate(std::string_view token);
 
   // ---- conversations and reads (blocking) ----
@@ -113,6 +119,8 @@ class ChatService {
   static std::string FeedEntryJson(const FeedEntry& e);
 
  private:
+  // Commits `o` and closes the ended device's sockets with 4001.
+  void EndSession(op::DeleteSession o, std::function<void(Status)> done);
   void Route(const AppendResult& r);
   void RouteReceipts(const ReceiptsResult& r);
 

@@ -179,6 +179,24 @@ bool HttpApi::RunPasswordCheck(std::string client, std::function<void()> check,
   return true;
 }
 
+namespace {
+
+// A device's push provider as the devices list shows it.
+std::string_view PushProviderJson(PushRegistration::Provider p) {
+  switch (p) {
+    case PushRegistration::Provider::kApns:
+      return R"("apns")";
+    case PushRegistration::Provider::kFcm:
+      return R"("fcm")";
+    case PushRegistration::Provider::kWebhook:
+      return R"("webhook")";
+    default:
+      return "null";
+  }
+}
+
+}  // namespace
+
 bool HttpApi::UsesClientAddress(const HttpRequest& req) {
   const std::string_view path = req.path();
   return req.method == "POST" && path.starts_with(kApi) &&
@@ -431,6 +449,33 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     out.append(view->last_seen_ms < 0 ? "null" : std::to_string(view->last_seen_ms));
     out.push_back('}');
     return done(Json(200, std::move(out)));
+  }
+  if (rest == "devices" && m == "GET") {
+    auto devices = chat_.Devices(who->user_id);
+    if (!devices.ok()) return done(Error(devices.status()));
+    std::string out = R"({"devices":[)";
+    for (size_t i = 0; i < devices->size(); ++i) {
+      const DeviceInfo& d = (*devices)[i];
+      if (i) out.push_back(',');
+      out.append(R"({"device_id":)");
+      AppendJsonString(out, d.device_id);
+      out.append(R"(,"name":)");
+      AppendJsonString(out, d.name);
+      out.append(d.device_id == who->device_id ? R"(,"current":true,"push":)"
+                                               : R"(,"current":false,"push":)");
+      out.append(PushProviderJson(d.push.provider));
+      out.push_back('}');
+    }
+    out.append("]}");
+    return done(Json(200, std::move(out)));
+  }
+  if (rest.starts_with("devices/") && rest != "devices/current/push" && m == "DELETE") {
+    std::string device(rest.substr(8));
+    if (device == "current") device = who->device_id;
+    return chat_.RevokeDevice(who->user_id, device, [done, this](Status s) {
+      if (!s.ok()) return done(Error(s));
+      done(HttpResponse{204, "", "application/json", {}});
+    });
   }
   if (rest == "devices/current/push" && m == "PUT") {
     auto body = ParseBody(req.body);

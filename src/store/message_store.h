@@ -55,6 +55,7 @@ struct PushRegistration {
 
 struct DeviceInfo {
   std::string device_id;
+  std::string name;  // as given at login (device_name)
   FeedPos confirmed = 0;
   PushRegistration push;
 };
@@ -170,8 +171,13 @@ struct CreateSession {
   std::string token_hash;
 };
 // Revokes a token (a logout); the result carries the DeviceSession it ended.
+// Ends a device's session: the one of `token_hash`, or, when it is empty, the
+// device `device_id` of `user_id` (not_found if the user has no such device).
+// The result is the DeviceSession that ended.
 struct DeleteSession {
   std::string token_hash;
+  std::string user_id;
+  std::string device_id;
 };
 // Creates (or finds) the 1:1 conversation; not_found if the peer is unknown.
 struct OpenDirectConversation {

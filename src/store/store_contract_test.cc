@@ -86,11 +86,35 @@ TYPED_TEST(StoreContract, SessionsResolveUntilDeleted) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->user_id, "alice");
   EXPECT_EQ(s->device_id, "dev1");
-  auto del = this->One(op::DeleteSession{TokenHash("t1")});
+  auto del = this->One(op::DeleteSession{TokenHash("t1"), "", ""});
   ASSERT_TRUE(del.status.ok());
   EXPECT_EQ(std::get<DeviceSession>(del.value).device_id, "dev1");
   EXPECT_EQ(this->store_->LookupToken(TokenHash("t1")).status().code(), ErrorCode::kUnauthorized);
-  EXPECT_EQ(this->One(op::DeleteSession{TokenHash("t1")}).status.code(), ErrorCode::kUnauthorized);
+  EXPECT_EQ(this->One(op::DeleteSession{TokenHash("t1"), "", ""}).status.code(),
+            ErrorCode::kUnauthorized);
+}
+
+// A device's session ends by its id too, and only by its owner's id.
+TYPED_TEST(StoreContract, ADeviceIsListedAndRevokedByItsOwnerOnly) {
+  (void)this->One(op::CreateUser{"alice", "h"});
+  (void)this->One(op::CreateUser{"bob", "h"});
+  ASSERT_TRUE(this->One(op::CreateSession{"alice", "dev1", "phone", TokenHash("t1")}).status.ok());
+  ASSERT_TRUE(this->One(op::CreateSession{"alice", "dev2", "laptop", TokenHash("t2")}).status.ok());
+  auto devices = this->store_->Devices("alice");
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 2u);
+  EXPECT_EQ((*devices)[0].device_id, "dev1");
+  EXPECT_EQ((*devices)[0].name, "phone");
+  EXPECT_EQ((*devices)[1].name, "laptop");
+  EXPECT_EQ(this->One(op::DeleteSession{"", "bob", "dev1"}).status.code(), ErrorCode::kNotFound);
+  EXPECT_EQ(this->One(op::DeleteSession{"", "alice", "dev9"}).status.code(), ErrorCode::kNotFound);
+  auto del = this->One(op::DeleteSession{"", "alice", "dev2"});
+  ASSERT_TRUE(del.status.ok()) << del.status.message();
+  EXPECT_EQ(std::get<DeviceSession>(del.value).device_id, "dev2");
+  EXPECT_EQ(this->store_->LookupToken(TokenHash("t2")).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_TRUE(this->store_->LookupToken(TokenHash("t1")).ok());
+  EXPECT_EQ(this->store_->Devices("alice")->size(), 1u);
+  EXPECT_EQ(this->One(op::DeleteSession{"", "alice", "dev2"}).status.code(), ErrorCode::kNotFound);
 }
 
 TYPED_TEST(StoreContract, DirectConversationIsOnePerPair) {

@@ -637,12 +637,21 @@ OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::CreateSession
 
 OpResult RocksStore::ApplyOp(rocksdb::WriteBatch& batch, const op::DeleteSession& o, int64_t) {
   std::string v;
-  auto token = GetKey(TokenKey(o.token_hash), &v);
+  std::string token_hash = o.token_hash;
+  if (token_hash.empty()) {  // by device: its record names its token
+    auto device = GetKey(Key2('D', o.user_id, o.device_id), &v);
+    if (!device.ok()) return {device.status(), {}};
+    DeviceRecord d;
+    if (!*device || !DecodeDevice(v, &d) || d.token_hash.empty())
+      return {Status(ErrorCode::kNotFound, "no such device"), {}};
+    token_hash = std::move(d.token_hash);
+  }
+  auto token = GetKey(TokenKey(token_hash), &v);
   if (!token.ok()) return {token.status(), {}};
   if (!*token) return {Status(ErrorCode::kUnauthorized, "token is not valid"), {}};
   auto sep = v.find('\0');
   DeviceSession s{v.substr(0, sep), v.substr(sep + 1)};
-  DeleteKey(batch, TokenKey(o.token_hash));
+  DeleteKey(batch, TokenKey(token_hash));
   DeleteKey(batch, Key2('D', s.user_id, s.device_id));
   if (auto it = users_.find(s.user_id); it != users_.end()) it->second.push = -1;
   return {Status::Ok(), std::move(s)};
@@ -1202,7 +1211,8 @@ Result<std::vector<DeviceInfo>> RocksStore::Devices(std::string_view user_id) {
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     DeviceRecord d;
     if (!DecodeDevice(it->value().ToStringView(), &d)) return Corrupt("device");
-    out.push_back(DeviceInfo{it->key().ToString().substr(prefix.size()), d.confirmed, d.push});
+    out.push_back(DeviceInfo{it->key().ToString().substr(prefix.size()), std::move(d.name),
+                             d.confirmed, d.push});
   }
   if (!it->status().ok()) return FromRocks(it->status());
   return out;
