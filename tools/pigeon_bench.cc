@@ -1321,6 +1321,7 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
       s.connect_errno = errno;
     }
     s.out = UpgradeRequest(plan.users[i].token, start_cursor);
+    s.ssl = NewTlsSession(s.fd);  // --tls: the handshake first
     s.reader = std::make_unique<ws::FrameReader>(1 << 24, false);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT;
@@ -1331,6 +1332,18 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
   std::vector<epoll_event> events(1024);
   const int64_t hard_end = t0 + 30'000'000'000LL;
   uint64_t reorder = 0;
+  auto close_sock = [](Sock& s) {
+    SSL_free(s.ssl);
+    s.ssl = nullptr;
+    ::close(s.fd);
+    s.fd = -1;
+  };
+  auto watch = [&](uint32_t index, uint32_t what) {
+    epoll_event ev{};
+    ev.events = what;
+    ev.data.u32 = index;
+    epoll_ctl(ep, EPOLL_CTL_MOD, socks[index].fd, &ev);
+  };
   while (done + failed < socks.size() && NowNs() < hard_end) {
     int k = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 100);
     for (int e = 0; e < k; ++e) {
@@ -1342,22 +1355,33 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
         if (!err) getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (!failed)
           std::fprintf(stderr, "storm: connect failed (%s)\n", std::strerror(err ? err : EPIPE));
-        ++failed, ::close(s.fd), s.fd = -1;
+        ++failed, close_sock(s);
         continue;
+      }
+      if (s.ssl && !SSL_is_init_finished(s.ssl)) {
+        // --tls: the handshake, waiting for the direction it needs (the
+        // socket is always writable: level-triggered, EPOLLOUT would spin).
+        ERR_clear_error();
+        if (int hs = SSL_do_handshake(s.ssl); hs != 1) {
+          int why = SSL_get_error(s.ssl, hs);
+          ERR_clear_error();
+          if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
+            watch(events[e].data.u32, why == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLIN | EPOLLOUT);
+            continue;
+          }
+          if (!failed) std::fprintf(stderr, "storm: TLS handshake failed\n");
+          ++failed, close_sock(s);
+          continue;
+        }
       }
       if (!s.out.empty()) {
         FlushOut(s);
-        if (s.out.empty()) {
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.u32 = events[e].data.u32;
-          epoll_ctl(ep, EPOLL_CTL_MOD, s.fd, &ev);
-        }
+        watch(events[e].data.u32, s.out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
       }
       char buf[65536];
       bool closed = false;
       for (;;) {
-        ssize_t got = ::recv(s.fd, buf, sizeof(buf), MSG_DONTWAIT);
+        ssize_t got = Receive(s, buf, sizeof(buf));
         if (got == 0) closed = true;
         if (got <= 0) break;
         s.in.append(buf, static_cast<size_t>(got));
@@ -1368,14 +1392,14 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
           if (closed) {
             if (!failed)
               std::fprintf(stderr, "storm: closed before the upgrade (%s)\n", std::strerror(errno));
-            ++failed, ::close(s.fd), s.fd = -1;
+            ++failed, close_sock(s);
           }
           continue;
         }
         if (s.in.compare(0, 12, "HTTP/1.1 101") != 0) {
           if (!failed)
             std::fprintf(stderr, "storm: refused: %s\n", s.in.substr(0, s.in.find('\r')).c_str());
-          ++failed, ::close(s.fd), s.fd = -1;
+          ++failed, close_sock(s);
           continue;
         }
         s.upgraded = true;
@@ -1399,7 +1423,7 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
         if (!failed)
           std::fprintf(stderr, "storm: closed after %lld of %lld messages\n",
                        static_cast<long long>(s.messages_seen), static_cast<long long>(want));
-        ++failed, ::close(s.fd), s.fd = -1;
+        ++failed, close_sock(s);
       }
     }
   }
@@ -1434,7 +1458,7 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
   for (auto& s : socks) {
     if (s.t_upgraded) r.ack.push_back(s.t_upgraded - t0);
     if (s.t_done) r.e2e.push_back(s.t_done - t0);
-    if (s.fd >= 0) ::close(s.fd);
+    if (s.fd >= 0) close_sock(s);
   }
   r.send_secs = static_cast<double>(NowNs() - t0) / 1e9;
   WriteResult(out, r);
@@ -1584,8 +1608,7 @@ int main(int argc, char** argv) {
   bool tls = false;
   app.add_flag("--tls", tls,
                "the pigeond it starts serves TLS, with a self-signed certificate made for the "
-               "run, and every connection speaks it (not with --relay, --uws, --port or "
-               "reconnect-storm)");
+               "run, and every connection speaks it (not with --relay, --uws or --port)");
   int sockets = 5000;
   auto* idle = app.add_subcommand("idle", "memory per idle authenticated WebSocket");
   idle->add_option("--sockets", sockets, "sockets to open")->capture_default_str();
@@ -1631,8 +1654,8 @@ int main(int argc, char** argv) {
   int rc;
   std::string tls_dir;
   if (tls) {
-    if (relay || uws || port != 0 || storm->parsed()) {
-      std::cerr << "--tls goes with a pigeond this starts, and not with reconnect-storm\n";
+    if (relay || uws || port != 0) {
+      std::cerr << "--tls goes with a pigeond this starts\n";
       return 2;
     }
     char tmpl[] = "/tmp/pigeon-bench-tls.XXXXXX";

@@ -97,18 +97,26 @@ std::string OpenSslErrors() {
 
 }  // namespace
 
-int OpenConnection(uint16_t port, int source_index) {
-  int fd = ConnectLoopback(port, source_index);
-  if (fd < 0) return -1;
+SSL* NewTlsSession(int fd) {
   auto& tls = Tls();
   SSL* ssl;
   {
     std::lock_guard lock(tls.mu);
-    if (!tls.ctx) return fd;
+    if (!tls.ctx) return nullptr;
     ssl = SSL_new(tls.ctx);
   }
   SSL_set_fd(ssl, fd);
   X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+  SSL_set_connect_state(ssl);
+  return ssl;
+}
+
+int OpenConnection(uint16_t port, int source_index) {
+  int fd = ConnectLoopback(port, source_index);
+  if (fd < 0) return -1;
+  SSL* ssl = NewTlsSession(fd);
+  if (!ssl) return fd;
+  auto& tls = Tls();
   ERR_clear_error();
   if (SSL_connect(ssl) != 1) {
     std::string why = OpenSslErrors();

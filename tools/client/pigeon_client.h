@@ -89,6 +89,10 @@ void ConnectionWrite(int fd, const std::string& bytes);
 // Waits up to `timeout_ms` for bytes: how many were read, 0 at the end of the
 // stream, -1 on an error, -2 on timeout.
 ssize_t ConnectionRead(int fd, char* buf, size_t len, int timeout_ms);
+// A TLS client session on the connected socket `fd`, its handshake not begun
+// (SSL_do_handshake drives it, on a non-blocking socket too); nullptr when
+// UseTls is off. The caller frees it (SSL_free).
+SSL* NewTlsSession(int fd);
 // The TLS session of a connection OpenConnection opened; nullptr when plain.
 // Its modes allow non-blocking use: partial writes from a buffer that moves.
 SSL* TlsSessionOf(int fd);
