@@ -398,8 +398,9 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
   if (rest == "messages" && m == "GET") {
     FeedPos since = 0;
     size_t limit = 100;
-    if (auto* s = Param(*query, "since")) {
-      auto pos = DecodeCursor(*s);
+    const std::string* since_param = Param(*query, "since");
+    if (since_param) {
+      auto pos = DecodeCursor(*since_param);
       if (!pos) return fail(ErrorCode::kBadRequest, "malformed cursor");
       since = *pos;
     }
@@ -431,7 +432,7 @@ void HttpApi::Route(const HttpRequest& req, std::function<void(HttpResponse)>& d
     out.append(R"(","has_more":)").append(page->has_more ? "true" : "false");
     // Only a reader that named its cursor missed anything: without one, the
     // read starts at the retained feed's start.
-    const bool gap = page->removed_to && Param(*query, "since");
+    const bool gap = page->removed_to && since_param;
     out.append(R"(,"gap":)").append(gap ? "true}" : "false}");
     return done(Json(200, std::move(out)));
   }
