@@ -120,6 +120,12 @@ Metrics::Metrics()
       tls_handshake_failures(NewCounter(*registry_, "pigeon_tls_handshake_failures_total",
                                         "Connections closed for a failed TLS handshake (plain "
                                         "HTTP to the TLS port, no common version or cipher)")),
+      tls_handshake_timeouts(
+          NewCounter(*registry_, "pigeon_tls_handshake_timeouts_total",
+                     "Connections closed for not finishing their TLS handshake within "
+                     "tls_handshake_timeout_ms")),
+      tls_handshakes_in_progress(NewGauge(*registry_, "pigeon_tls_handshakes_in_progress",
+                                          "Accepted connections in their TLS handshake")),
       tls_reloads(NewCounter(*registry_, "pigeon_tls_reloads_total",
                              "Certificate and key files read again on SIGHUP")),
       tls_reload_failures(NewCounter(*registry_, "pigeon_tls_reload_failures_total",

@@ -71,9 +71,11 @@ class Metrics {
   prometheus::Gauge& backup_last_success_time;  // unix seconds; 0: none yet
   prometheus::Gauge& backup_last_seconds;       // how long the last one took
   prometheus::Counter& tls_handshake_failures;  // connections dropped by a failed TLS handshake
-  prometheus::Counter& tls_reloads;             // certificates re-read (SIGHUP)
-  prometheus::Counter& tls_reload_failures;     // ... that failed: the old ones stay
-  prometheus::Gauge& tls_certificate_expiry;    // the served certificate's notAfter (unix s)
+  prometheus::Counter& tls_handshake_timeouts;  // ... not finished within tls_handshake_timeout_ms
+  prometheus::Gauge& tls_handshakes_in_progress;
+  prometheus::Counter& tls_reloads;           // certificates re-read (SIGHUP)
+  prometheus::Counter& tls_reload_failures;   // ... that failed: the old ones stay
+  prometheus::Gauge& tls_certificate_expiry;  // the served certificate's notAfter (unix s)
 
  private:
   prometheus::Family<prometheus::Counter>& push_sent_family_;

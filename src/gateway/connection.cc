@@ -34,8 +34,9 @@ struct Connection::CatchUp {
   bool after_flush = false;  // the next page waits until the output queue drains
 };
 
-Connection::Connection(int fd, GatewayContext& ctx, ThreadState& thread)
+Connection::Connection(int fd, GatewayContext& ctx, ThreadState& thread, SSL* ssl)
     : fd_(fd),
+      ssl_(ssl),
       ctx_(ctx),
       thread_(thread),
       reader_(ctx.limits.max_frame_bytes, /*server_role=*/true) {}
@@ -47,15 +48,10 @@ Connection::~Connection() {
 
 void Connection::Start() {
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!ssl_)
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // else set for the handshake
   http_ = std::make_unique<HttpRequestParser>(ctx_.limits.max_http_header_bytes,
                                               ctx_.limits.max_http_body_bytes);
-  if (ctx_.tls && !(ssl_ = ctx_.tls->NewSession(fd_))) {
-    close(fd_);
-    fd_ = -1;
-    phase_ = Phase::kClosed;
-    return;
-  }
   if (!thread_.loop.Add(fd_, this).ok()) {
     close(fd_);
     fd_ = -1;
@@ -66,7 +62,9 @@ void Connection::Start() {
   next_ = thread_.head;
   if (next_) next_->prev_ = this;
   thread_.head = this;
-  // Bytes that came before the registration are reported by it.
+  // Bytes that came before the registration are reported by it, except those
+  // OpenSSL read ahead with the handshake's last flight (a request sent at once).
+  if (ssl_ && TlsHasPending(ssl_)) OnReadable();
 }
 
 // ---- the thread's turn ------------------------------------------------------------------
@@ -133,8 +131,6 @@ void Connection::OnReadable() {
         return;
       }
       if (errno == EINTR) continue;
-      if (ssl_ && errno == EPROTO && !TlsHandshakeDone(ssl_))
-        ctx_.metrics.tls_handshake_failures.Increment();
       return Abort();  // reset, or a TLS error
     }
     if (n == 0) return Abort();  // EOF

@@ -37,8 +37,9 @@ struct ThreadState;
 
 class Connection : public std::enable_shared_from_this<Connection>, public EventLoop::Handler {
  public:
-  // Takes ownership of `fd`, a connected non-blocking TCP socket.
-  Connection(int fd, GatewayContext& ctx, ThreadState& thread);
+  // Takes ownership of `fd`, a connected non-blocking TCP socket, and with
+  // TLS (ctx.tls) of `ssl`, its session, the handshake done (TlsHandshaker).
+  Connection(int fd, GatewayContext& ctx, ThreadState& thread, SSL* ssl = nullptr);
   ~Connection();
 
   // On the connection's thread: registers it with the thread's loop.
@@ -73,7 +74,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Event
   // closed; otherwise it gets a ping.
   void Heartbeat();
   // On the connection's thread, every half HTTP idle timeout: a connection
-  // waiting for a request (or its TLS handshake) for the third tick in a row,
+  // waiting for a request for the third tick in a row,
   // with no response written meanwhile, is closed (Server::Options).
   void HttpTick();
 

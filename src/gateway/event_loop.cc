@@ -39,6 +39,8 @@ Status EventLoop::Add(int fd, Handler* h) {
   return Status::Ok();
 }
 
+void EventLoop::Remove(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
 void EventLoop::After(std::chrono::milliseconds after, std::function<void()> fn) {
   timers_.push(Timer{Clock::now() + after, ++timer_seq_, std::move(fn)});
 }

@@ -66,6 +66,9 @@ class EventLoop : public Wakeable {
   // it is closed. `h` must stay valid while events for it can be delivered:
   // until the end of the turn in which the descriptor is closed.
   Status Add(int fd, Handler* h);
+  // Stops watching `fd` (still open: it goes to another loop). Events this
+  // turn already took may still name its handler until the turn ends.
+  void Remove(int fd);
   // Runs `fn` once, `after` from now (not earlier; late by up to one turn).
   void After(std::chrono::milliseconds after, std::function<void()> fn);
   // Runs `fn` at the end of this turn, after its events, mail and timers.

@@ -14,6 +14,7 @@
 #include "chat/metrics.h"
 #include "core/thread_name.h"
 #include "gateway/connection.h"
+#include "gateway/tls_handshaker.h"
 
 namespace pigeon {
 
@@ -22,8 +23,10 @@ struct Server::Impl : EventLoop::Handler {
   std::vector<std::unique_ptr<ThreadState>> states;
   std::vector<std::thread> threads;
   int listen_fd = -1;  // thread 0's
-  size_t next = 0;
+  std::atomic<size_t> next{0};
   bool stopping = false;  // thread 0's
+  // With TLS: accepted sockets do their handshake there first.
+  std::unique_ptr<TlsHandshaker> handshaker;
 
   ~Impl() {
     if (listen_fd >= 0) close(listen_fd);
@@ -44,16 +47,26 @@ struct Server::Impl : EventLoop::Handler {
         return;
       }
       ctx->metrics.connections_accepted.Increment();
-      size_t i = next++ % states.size();
-      auto c = std::make_shared<Connection>(fd, *ctx, *states[i]);
-      if (i == 0) {
-        c->Start();
+      if (handshaker) {
+        handshaker->Submit(fd);
       } else {
-        states[i]->Post([c] { c->Start(); });
+        Deal(fd, nullptr, /*on_thread_0=*/true);
       }
     }
     // More are waiting: take them after this turn's other work (the edge is spent).
     states[0]->loop.Defer([this] { AcceptSome(); });
+  }
+
+  // A connection on the next network thread, round-robin; `ssl`: its TLS
+  // session, the handshake done.
+  void Deal(int fd, SSL* ssl, bool on_thread_0) {
+    size_t i = next.fetch_add(1, std::memory_order_relaxed) % states.size();
+    auto c = std::make_shared<Connection>(fd, *ctx, *states[i], ssl);
+    if (i == 0 && on_thread_0) {
+      c->Start();
+    } else {
+      states[i]->Post([c] { c->Start(); });
+    }
   }
 
   // Thread i: every `period`, one timer walks that thread's connections and
@@ -148,6 +161,16 @@ Status Server::Start() {
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   impl_->listen_fd = fd;
+  if (ctx_.tls) {
+    auto impl = impl_.get();
+    impl->handshaker = std::make_unique<TlsHandshaker>(
+        TlsHandshaker::Options{.threads = options_.tls_handshake_threads,
+                               .timeout = options_.tls_handshake_timeout,
+                               .nice = 5},
+        *ctx_.tls, ctx_.metrics,
+        [impl](int afd, SSL* ssl) { impl->Deal(afd, ssl, /*on_thread_0=*/false); });
+    if (auto s = impl->handshaker->Start(); !s.ok()) return s;
+  }
   if (auto s = impl_->states[0]->loop.Add(fd, impl_.get()); !s.ok()) return s;
 
   for (unsigned i = 0; i < n; ++i) {
@@ -174,6 +197,9 @@ void Server::Drain(std::chrono::milliseconds grace) {
     close(impl->listen_fd);
     impl->listen_fd = -1;
   });
+  // Handshakes in progress are dropped; those done are already posted to
+  // their network threads, ahead of the shutdown below.
+  if (impl->handshaker) impl->handshaker->Stop();
   for (size_t i = 0; i < impl->states.size(); ++i) {
     impl->RunOn(i, [state = impl->states[i].get()] {
       for (Connection* c = state->head; c;) {

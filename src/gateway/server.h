@@ -23,10 +23,14 @@ class Server {
     // ping is closed. 0 disables heartbeats.
     std::chrono::milliseconds heartbeat{25000};
     // A connection that is not a WebSocket is closed once it has been idle
-    // for between this and 1.5 times this: no request completed (nor, with
-    // TLS, the handshake) and no progress writing a response to a slow
-    // reader. 0 disables it.
+    // for between this and 1.5 times this: no request completed and no
+    // progress writing a response to a slow reader. 0 disables it. (A TLS
+    // handshake has its own timeout, below.)
     std::chrono::milliseconds http_idle_timeout{60000};
+    // With TLS: the threads that run the handshakes (0: one per core), and
+    // how long one may take before its socket is closed.
+    unsigned tls_handshake_threads = 0;
+    std::chrono::milliseconds tls_handshake_timeout{10000};
   };
   Server(Options options, GatewayContext& ctx);
   ~Server();

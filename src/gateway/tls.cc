@@ -137,6 +137,18 @@ ssize_t TlsRead(SSL* ssl, char* buf, size_t len, bool* wants_write) {
   return Failed(ssl, r, wants_write, SSL_ERROR_WANT_WRITE);
 }
 
+int TlsHandshake(SSL* ssl, bool* wants_write) {
+  ERR_clear_error();
+  errno = 0;
+  int r = SSL_do_handshake(ssl);
+  if (r == 1) return 1;
+  return static_cast<int>(Failed(ssl, r, wants_write, SSL_ERROR_WANT_WRITE));
+}
+
+bool TlsHasPending(SSL* ssl) { return SSL_has_pending(ssl) == 1; }
+
+uint64_t TlsBytesRead(SSL* ssl) { return BIO_number_read(SSL_get_rbio(ssl)); }
+
 ssize_t TlsWrite(SSL* ssl, const char* buf, size_t len, bool* wants_read) {
   ERR_clear_error();
   errno = 0;
@@ -147,8 +159,6 @@ ssize_t TlsWrite(SSL* ssl, const char* buf, size_t len, bool* wants_read) {
   if (n == 0) errno = EPIPE;  // the peer's close_notify: nothing more goes out
   return n == 0 ? -1 : n;
 }
-
-bool TlsHandshakeDone(SSL* ssl) { return SSL_is_init_finished(ssl) == 1; }
 
 void TlsCloseNotify(SSL* ssl) {
   if (!SSL_is_init_finished(ssl)) return;

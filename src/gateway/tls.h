@@ -62,8 +62,16 @@ class TlsServerContext {
 // TlsWrite. A TlsWrite that returned EAGAIN is retried with the same bytes,
 // or more of them: its buffer may move.
 ssize_t TlsRead(SSL* ssl, char* buf, size_t len, bool* wants_write);
+// Advances the handshake alone: 1 when it is done; else TlsRead's conventions
+// (0: the peer closed; -1 with EAGAIN: wait, for the socket to become writable
+// if *wants_write; -1 with EPROTO: a TLS error, any other errno: the socket's).
+int TlsHandshake(SSL* ssl, bool* wants_write);
+// Bytes OpenSSL already took from the socket and has not returned yet (read
+// ahead with the handshake's last flight): no epoll edge will report them.
+bool TlsHasPending(SSL* ssl);
+// Bytes read from the socket so far.
+uint64_t TlsBytesRead(SSL* ssl);
 ssize_t TlsWrite(SSL* ssl, const char* buf, size_t len, bool* wants_read);
-bool TlsHandshakeDone(SSL* ssl);
 // Sends close_notify if the socket takes it now; never waits.
 void TlsCloseNotify(SSL* ssl);
 void TlsFree(SSL* ssl);

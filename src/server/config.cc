@@ -26,6 +26,12 @@ std::vector<Option> Options(Config& c) {
        "(https://, wss://); SIGHUP reads both again; empty: plain HTTP",
        &c.tls_cert_file},
       {"tls_key_file", "PEM private key of tls_cert_file", &c.tls_key_file},
+      {"tls_handshake_threads",
+       "threads for TLS handshakes, at a lower priority than the network threads (0: one per core)",
+       &c.tls_handshake_threads},
+      {"tls_handshake_timeout_ms",
+       "a connection whose TLS handshake takes longer is closed (0: never)",
+       &c.tls_handshake_timeout_ms},
       {"backup_dir",
        "on SIGUSR1, an online backup of the store goes into a new directory in here, named for "
        "its UTC time; empty: none",
@@ -115,7 +121,7 @@ std::vector<Option> Options(Config& c) {
       {"drain_grace_ms", "on SIGTERM, time for close frames to flush", &c.drain_grace_ms},
       {"http_idle_timeout_ms",
        "a connection that is not a WebSocket is closed after this long (to 1.5 times it) without "
-       "a complete request, a TLS handshake or progress writing a response; 0: never",
+       "a complete request or progress writing a response; 0: never",
        &c.http_idle_timeout_ms},
       {"heartbeat_interval_ms",
        "WebSocket ping interval in ms; a socket silent for a whole interval after a ping is closed "

@@ -18,6 +18,8 @@ struct Config {
   std::string
       tls_cert_file;  // PEM certificate chain: the listener speaks TLS only (SIGHUP re-reads)
   std::string tls_key_file;                     // its PEM private key
+  uint32_t tls_handshake_threads = 0;           // TLS handshakes' threads; 0: one per core
+  uint64_t tls_handshake_timeout_ms = 10000;    // a handshake not done this long: closed
   std::string log_level = "info";               // trace, debug, info, warn, error
   uint32_t network_threads = 0;                 // 0: half the cores, at least one
   uint32_t worker_threads = 2;                  // store reads, HTTP handling, upgrades
@@ -48,7 +50,7 @@ struct Config {
   uint64_t retention_s = 30 * 24 * 3600;  // feed entries and messages kept this long (0: forever)
   uint64_t retention_sweep_interval_s = 3600;  // between retention sweeps
   uint64_t drain_grace_ms = 2000;              // SIGTERM: time given to close frames to flush
-  uint64_t http_idle_timeout_ms = 60000;       // a non-WebSocket connection idle this long: closed
+  uint64_t http_idle_timeout_ms = 60000;       // an HTTP connection idle this long: closed
   uint64_t heartbeat_interval_ms =
       25000;  // WebSocket ping interval; silent a whole interval: closed
   uint64_t presence_debounce_ms =

@@ -283,7 +283,9 @@ int main(int argc, char** argv) {
                  .port = port,
                  .threads = cfg->network_threads,
                  .heartbeat = std::chrono::milliseconds(cfg->heartbeat_interval_ms),
-                 .http_idle_timeout = std::chrono::milliseconds(cfg->http_idle_timeout_ms)},
+                 .http_idle_timeout = std::chrono::milliseconds(cfg->http_idle_timeout_ms),
+                 .tls_handshake_threads = cfg->tls_handshake_threads,
+                 .tls_handshake_timeout = std::chrono::milliseconds(cfg->tls_handshake_timeout_ms)},
                 ctx);
   if (auto s = server.Start(); !s.ok()) {
     spdlog::critical("{}", s.message());
