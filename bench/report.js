@@ -134,9 +134,12 @@ if (catchup.length) {
 const storm = load(/^storm-\d+\.json$/);
 if (storm.length) {
   out.push(`## Reconnect storm (${storm.length} runs)`, '');
-  out.push('| devices | messages replayed each | all upgraded (p99) | all caught up (max) | server CPU | audit |', '|---|---|---|---|---|---|');
+  // live_during_storm: a connected pair's messages while the storm runs (since the twenty-second round).
+  const live = storm.filter((r) => r.live_during_storm);
+  const liveP99 = live.length ? `${f(median(live.map((r) => r.live_during_storm.p99_ms)))} ms` : '–';
+  out.push('| devices | messages replayed each | all upgraded (p99) | all caught up (max) | live messages meanwhile (p99) | server CPU | audit |', '|---|---|---|---|---|---|---|');
   out.push(`| ${n(storm[0].devices)} | ${storm[0].messages_per_device} | ${f(median(storm.map((r) => r.upgraded.p99_ms)))} ms | ` +
-    `${f(median(storm.map((r) => r.replayed.max_ms)))} ms | ${f(median(storm.map((r) => r.server_cpu_s)))} s | ` +
+    `${f(median(storm.map((r) => r.replayed.max_ms)))} ms | ${liveP99} | ${f(median(storm.map((r) => r.server_cpu_s)))} s | ` +
     `${storm.filter((r) => r.audit_pass).length}/${storm.length} PASS |`, '');
 }
 const idle = load(/^idle-\d+\.json$/);
