@@ -194,8 +194,11 @@ void ReadTimeout(int fd) {
 
 // A TLS client on memory BIOs: its handshake's last flight (Finished) and an
 // HTTP request leave in one send, so that pigeond reads the request with
-// the handshake. Returns everything answered until pigeond closes.
-std::string RequestWithTheLastFlight(uint16_t port, const std::string& request) {
+// the handshake. Returns everything answered until pigeond closes. With
+// `session`: offers *session to resume (if set), and leaves there the
+// session of this connection (with the ticket pigeond sent).
+std::string RequestWithTheLastFlight(uint16_t port, const std::string& request,
+                                     SSL_SESSION** session = nullptr) {
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
                                                         SSL_CTX_free);
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
@@ -203,6 +206,7 @@ std::string RequestWithTheLastFlight(uint16_t port, const std::string& request) 
   BIO* out = BIO_new(BIO_s_mem());
   SSL_set_bio(ssl.get(), in, out);  // the session owns both
   SSL_set_connect_state(ssl.get());
+  if (session && *session) SSL_set_session(ssl.get(), *session);
   int fd = ConnectLoopback(port);
   ReadTimeout(fd);
   char buf[16384];
@@ -237,7 +241,13 @@ std::string RequestWithTheLastFlight(uint16_t port, const std::string& request) 
       break;  // pigeond's close_notify, or its close
     }
   }
+  // A session freed without close_notify is marked not resumable.
+  SSL_shutdown(ssl.get());
   ::close(fd);
+  if (session) {
+    SSL_SESSION_free(*session);
+    *session = SSL_get1_session(ssl.get());
+  }
   return got;
 }
 
@@ -270,6 +280,39 @@ TEST_F(Tls, StalledHandshakesAreClosedAndARequestSentWithTheLastFlightIsAnswered
   EXPECT_EQ(Metric("pigeon_tls_handshake_timeouts_total"), 2);
   EXPECT_EQ(Metric("pigeon_tls_handshakes_in_progress"), 0);
   EXPECT_EQ(Metric("pigeon_tls_handshake_failures_total"), 0);
+}
+
+// A device's session resumes by its ticket (no certificate, no signature);
+// with tls_ticket_key_file the ticket outlives the process, and without it a
+// restarted pigeond cannot read it and makes a full handshake instead.
+TEST_F(Tls, SessionsResumeByTicketAndAcrossARestartWithTheTicketKeyFile) {
+  const std::string ticket_key = dir_ + "/ticket.key";
+  std::ofstream(ticket_key, std::ios::binary) << std::string(40, 'k') << std::string(40, 'K');
+  const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  Restart({"--tls-ticket-key-file", ticket_key});
+  SSL_SESSION* session = nullptr;
+  ASSERT_EQ(RequestWithTheLastFlight(port(), healthz, &session).rfind("HTTP/1.1 200", 0), 0u);
+  ASSERT_NE(session, nullptr);
+  EXPECT_EQ(Metric("pigeon_tls_handshakes_resumed_total"), 0);
+  ASSERT_EQ(RequestWithTheLastFlight(port(), healthz, &session).rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(Metric("pigeon_tls_handshakes_resumed_total"), 1);
+
+  Restart({"--tls-ticket-key-file", ticket_key});  // the same key: the ticket still opens
+  ASSERT_EQ(RequestWithTheLastFlight(port(), healthz, &session).rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(Metric("pigeon_tls_handshakes_resumed_total"), 1);
+
+  Restart({});  // a random key per start: a full handshake, served all the same
+  ASSERT_EQ(RequestWithTheLastFlight(port(), healthz, &session).rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(Metric("pigeon_tls_handshakes_resumed_total"), 0);
+  EXPECT_GE(Metric("pigeon_tls_handshakes_total"), 1);
+  SSL_SESSION_free(session);
+
+  // A key file of the wrong size stops pigeond at start, with the reason.
+  std::ofstream(ticket_key, std::ios::binary | std::ios::trunc) << "short";
+  TestServer bad(
+      {"--tls-cert-file", cert_, "--tls-key-file", key_, "--tls-ticket-key-file", ticket_key});
+  EXPECT_THROW(bad.Start(), std::runtime_error);
+  EXPECT_NE(bad.log().find("must hold 80 bytes"), std::string::npos) << bad.log();
 }
 
 }  // namespace

@@ -518,6 +518,9 @@ struct Plan {
   bool pace = false;
   bool relay = false;  // the server is a relay (reference or uWS): no store to read
   const char* peer = "pigeond";
+  // reconnect-storm --tls-resume: each device resumes the TLS session of its
+  // connection before the storm (its ticket) instead of a full handshake.
+  bool tls_resume = false;
 };
 
 struct Round {
@@ -765,6 +768,13 @@ class Worker {
     for (auto& s : socks_) CloseConnection(s.fd);
     socks_.clear();
   }
+  // Each device's TLS session (its ticket: the client has read it with the
+  // traffic), for a later connection to resume; null where there is none.
+  std::vector<SSL_SESSION*> TakeTlsSessions() {
+    std::vector<SSL_SESSION*> out;
+    for (auto& s : socks_) out.push_back(s.ssl ? SSL_get1_session(s.ssl) : nullptr);
+    return out;
+  }
 
  private:
   const Plan& plan_;
@@ -885,10 +895,16 @@ int TrafficWorker(const Plan& plan, const std::vector<Round>& rounds, int w, int
   return 0;
 }
 
-// The store's background debt as pigeond reports it on /metrics (zeros from
-// a server without those series).
-// What pigeond's /metrics say of its store: compaction debt now, and counters
-// whose difference over a round says how it committed.
+// An unlabelled series' value in a /metrics body; 0 when it is not there.
+double MetricIn(const std::string& body, std::string_view name) {
+  std::string line = "\n" + std::string(name) + " ";
+  size_t at = body.find(line);
+  return at == std::string::npos ? 0.0 : std::strtod(body.c_str() + at + line.size(), nullptr);
+}
+
+// What pigeond's /metrics say of its store (zeros from a server without those
+// series): compaction debt now, and counters whose difference over a round
+// says how it committed.
 struct StoreState {
   double level0_files = 0, pending_compaction_bytes = 0, write_stall_s = 0;
   double commits = 0, commit_seconds = 0, commit_ops = 0;  // counters: since the start
@@ -896,12 +912,7 @@ struct StoreState {
     StoreState d;
     auto r = Http(port, "GET", "/metrics");
     if (r.status != 200) return d;
-    auto value = [&](std::string_view name) {
-      std::string line = "\n" + std::string(name) + " ";
-      size_t at = r.body.find(line);
-      return at == std::string::npos ? 0.0
-                                     : std::strtod(r.body.c_str() + at + line.size(), nullptr);
-    };
+    auto value = [&](std::string_view name) { return MetricIn(r.body, name); };
     d.level0_files = value("pigeon_store_level0_files");
     d.pending_compaction_bytes = value("pigeon_store_pending_compaction_bytes");
     d.write_stall_s = value("pigeon_store_write_stall_seconds_total");
@@ -1283,10 +1294,12 @@ int Catchup(Target& t, int k, json::object& report) {
 // time for all of them to be upgraded and to hold every message.
 int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int out) {
   // Fill: every user sends `msgs` messages to its peer, then everyone disconnects.
+  std::vector<SSL_SESSION*> resume;  // --tls-resume: by device, from lo
   {
     Worker filler(plan, w, lo, hi);
     if (!filler.Connect()) return 1;
     auto r = filler.Run(Round{.burst = static_cast<uint64_t>(msgs)});
+    if (plan.tls_resume) resume = filler.TakeTlsSessions();
     filler.CloseAll();
     if (r.acked != r.sent || r.lost || r.errors) return 1;
   }
@@ -1322,6 +1335,11 @@ int StormWorker(const Plan& plan, int msgs, int w, int lo, int hi, int in, int o
     }
     s.out = UpgradeRequest(plan.users[i].token, start_cursor);
     s.ssl = NewTlsSession(s.fd);  // --tls: the handshake first
+    if (s.ssl && static_cast<size_t>(i - lo) < resume.size() && resume[i - lo]) {
+      SSL_set_session(s.ssl, resume[i - lo]);
+      SSL_SESSION_free(resume[i - lo]);
+      resume[i - lo] = nullptr;
+    }
     s.reader = std::make_unique<ws::FrameReader>(1 << 24, false);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT;
@@ -1514,8 +1532,10 @@ class LiveProbe {
   std::vector<int64_t> ns_;
 };
 
-int ReconnectStorm(Target& t, int nusers, int msgs, int procs, json::object& report) {
+int ReconnectStorm(Target& t, int nusers, int msgs, int procs, bool tls_resume,
+                   json::object& report) {
   Plan plan = MakePlan(t, nusers, 100, procs);
+  plan.tls_resume = tls_resume;
   nusers = static_cast<int>(plan.users.size());
   std::fprintf(stderr, "each of %d users sends %d messages, then all disconnect...\n", nusers,
                msgs);
@@ -1525,6 +1545,13 @@ int ReconnectStorm(Target& t, int nusers, int msgs, int procs, json::object& rep
   if (!fleet.AllReady()) throw std::runtime_error("a worker failed to fill the feeds");
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the closes settle (presence debounce)
   LiveProbe probe(t.port);
+  // TLS handshakes pigeond completed, and how many of them resumed a session.
+  auto handshakes = [&t] {
+    auto m = Http(t.port, "GET", "/metrics").body;
+    return std::pair(MetricIn(m, "pigeon_tls_handshakes_total"),
+                     MetricIn(m, "pigeon_tls_handshakes_resumed_total"));
+  };
+  auto hs0 = handshakes();
   double cpu0 = CpuSeconds(t.pid);
   auto threads0 = ThreadUsage(t.pid);
   int64_t rss0 = StatusKb(t.pid, "VmRSS");
@@ -1535,6 +1562,7 @@ int ReconnectStorm(Target& t, int nusers, int msgs, int procs, json::object& rep
   auto live_ns = probe.Stop();
   auto live = Summarize(live_ns);
   double cpu1 = CpuSeconds(t.pid);
+  auto hs1 = handshakes();
   json::object cpu_by_thread;  // seconds, by thread group (pg-net, pg-tls, pg-worker...)
   for (auto& [name, use] : ThreadUsage(t.pid)) {
     double d = use.cpu_s - threads0[name].cpu_s;
@@ -1548,6 +1576,11 @@ int ReconnectStorm(Target& t, int nusers, int msgs, int procs, json::object& rep
   std::printf("caught up         %llu of %llu in %.2f s; server CPU %.2f s; RSS %lld -> %lld KiB\n",
               (unsigned long long)r.acked, (unsigned long long)r.sent, all.max / 1e3, cpu1 - cpu0,
               (long long)rss0, (long long)StatusKb(t.pid, "VmRSS"));
+  // Less the one of the request that read hs1.
+  const double tls_handshakes = hs1.first > hs0.first ? hs1.first - hs0.first - 1 : 0;
+  if (tls_handshakes > 0)
+    std::printf("TLS handshakes    %.0f, of which resumed %.0f\n", tls_handshakes,
+                hs1.second - hs0.second);
   std::printf("server CPU by thread");
   for (auto& [name, secs] : cpu_by_thread)
     std::printf("; %s %.2f s", std::string(name).c_str(), secs.as_double());
@@ -1568,7 +1601,9 @@ int ReconnectStorm(Target& t, int nusers, int msgs, int procs, json::object& rep
             {"server_cpu_s", cpu1 - cpu0},
             {"audit_pass", ok},
             {"server_cpu_s_by_thread", std::move(cpu_by_thread)},
-            {"live_during_storm", ToJson(live)}};
+            {"live_during_storm", ToJson(live)},
+            {"tls_handshakes", tls_handshakes},
+            {"tls_handshakes_resumed", hs1.second - hs0.second}};
   return ok ? 0 : 3;
 }
 
@@ -1709,6 +1744,9 @@ int main(int argc, char** argv) {
   auto* storm = app.add_subcommand(
       "reconnect-storm", "every device reconnects at once with since and replays its feed");
   storm->add_option("--users", storm_users, "devices")->capture_default_str();
+  bool storm_resume = false;
+  storm->add_flag("--tls-resume", storm_resume,
+                  "with --tls: each device resumes its session from before the storm (its ticket)");
   storm->add_option("--messages", storm_msgs, "messages each user sent before the storm")
       ->capture_default_str();
   int64_t stored = 1000000;
@@ -1771,7 +1809,7 @@ int main(int argc, char** argv) {
       rc = Catchup(target, pending, report);
     } else if (storm->parsed()) {
       rc = ReconnectStorm(target, storm_users, storm_msgs,
-                          std::max(procs, (storm_users + 18999) / 19000), report);
+                          std::max(procs, (storm_users + 18999) / 19000), storm_resume, report);
     } else if (restart->parsed()) {
       rc = Restart(target, stored, restart_runs, report);
     } else if (burst->parsed()) {

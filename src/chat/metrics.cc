@@ -120,6 +120,12 @@ Metrics::Metrics()
       tls_handshake_failures(NewCounter(*registry_, "pigeon_tls_handshake_failures_total",
                                         "Connections closed for a failed TLS handshake (plain "
                                         "HTTP to the TLS port, no common version or cipher)")),
+      tls_handshakes(NewCounter(*registry_, "pigeon_tls_handshakes_total",
+                                "TLS handshakes completed (connections that went on)")),
+      tls_handshakes_resumed(
+          NewCounter(*registry_, "pigeon_tls_handshakes_resumed_total",
+                     "TLS handshakes that resumed a session by its ticket (no certificate, no "
+                     "signature)")),
       tls_handshake_timeouts(
           NewCounter(*registry_, "pigeon_tls_handshake_timeouts_total",
                      "Connections closed for not finishing their TLS handshake within "

@@ -71,6 +71,8 @@ class Metrics {
   prometheus::Gauge& backup_last_success_time;  // unix seconds; 0: none yet
   prometheus::Gauge& backup_last_seconds;       // how long the last one took
   prometheus::Counter& tls_handshake_failures;  // connections dropped by a failed TLS handshake
+  prometheus::Counter& tls_handshakes;          // completed
+  prometheus::Counter& tls_handshakes_resumed;  // ... that resumed a session (a ticket)
   prometheus::Counter& tls_handshake_timeouts;  // ... not finished within tls_handshake_timeout_ms
   prometheus::Gauge& tls_handshakes_in_progress;
   prometheus::Counter& tls_reloads;           // certificates re-read (SIGHUP)

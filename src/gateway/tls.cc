@@ -5,7 +5,10 @@
 #include <openssl/x509.h>
 
 #include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 
 namespace pigeon {
 namespace {
@@ -29,7 +32,8 @@ int64_t NotAfter(SSL_CTX* ctx) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-Result<SSL_CTX*> NewContext(const std::string& cert_file, const std::string& key_file) {
+Result<SSL_CTX*> NewContext(const std::string& cert_file, const std::string& key_file,
+                            const std::string& ticket_key_file) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) return Status(ErrorCode::kInternal, "TLS: " + TakeErrors());
@@ -57,6 +61,25 @@ Result<SSL_CTX*> NewContext(const std::string& cert_file, const std::string& key
   // certificate and its signature.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 1);
+  if (!ticket_key_file.empty()) {
+    // 16 bytes of key name, 32 of HMAC key, 32 of AES key (`openssl rand 80`).
+    std::ifstream f(ticket_key_file, std::ios::binary);
+    if (!f) {
+      Status s(ErrorCode::kBadRequest,
+               "TLS: cannot open the ticket key " + ticket_key_file + ": " + std::strerror(errno));
+      SSL_CTX_free(ctx);
+      return s;
+    }
+    std::string keys((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const bool set =
+        keys.size() == 80 &&
+        SSL_CTX_set_tlsext_ticket_keys(ctx, keys.data(), static_cast<long>(keys.size())) == 1;
+    const size_t size = keys.size();
+    OPENSSL_cleanse(keys.data(), keys.size());
+    if (!set)
+      return fail("the ticket key " + ticket_key_file + " must hold 80 bytes, not " +
+                  std::to_string(size) + " (openssl rand 80 > FILE)");
+  }
   // One recv takes all that is there rather than a record header, then its body.
   SSL_CTX_set_read_ahead(ctx, 1);
   return ctx;
@@ -80,9 +103,10 @@ ssize_t Failed(SSL* ssl, int r, bool* wants_other, int wants_other_code) {
 }  // namespace
 
 Result<std::unique_ptr<TlsServerContext>> TlsServerContext::Load(std::string cert_file,
-                                                                 std::string key_file) {
+                                                                 std::string key_file,
+                                                                 std::string ticket_key_file) {
   std::unique_ptr<TlsServerContext> t(
-      new TlsServerContext(std::move(cert_file), std::move(key_file)));
+      new TlsServerContext(std::move(cert_file), std::move(key_file), std::move(ticket_key_file)));
   if (auto s = t->Reload(); !s.ok()) return s;
   return t;
 }
@@ -90,7 +114,7 @@ Result<std::unique_ptr<TlsServerContext>> TlsServerContext::Load(std::string cer
 TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
 
 Status TlsServerContext::Reload() {
-  auto ctx = NewContext(cert_file_, key_file_);
+  auto ctx = NewContext(cert_file_, key_file_, ticket_key_file_);
   if (!ctx.ok()) return ctx.status();
   int64_t not_after = NotAfter(*ctx);
   SSL_CTX* old;
@@ -146,6 +170,8 @@ int TlsHandshake(SSL* ssl, bool* wants_write) {
 }
 
 bool TlsHasPending(SSL* ssl) { return SSL_has_pending(ssl) == 1; }
+
+bool TlsResumed(SSL* ssl) { return SSL_session_reused(ssl) == 1; }
 
 uint64_t TlsBytesRead(SSL* ssl) { return BIO_number_read(SSL_get_rbio(ssl)); }
 

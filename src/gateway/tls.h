@@ -25,9 +25,13 @@ namespace pigeon {
 
 class TlsServerContext {
  public:
-  // Reads a PEM certificate chain (leaf first) and its PEM private key.
-  static Result<std::unique_ptr<TlsServerContext>> Load(std::string cert_file,
-                                                        std::string key_file);
+  // Reads a PEM certificate chain (leaf first) and its PEM private key, and
+  // if `ticket_key_file` is given, the key that seals session tickets (80
+  // bytes): tickets then outlive the process, and every pigeond given the
+  // same file resumes the others' sessions. Without it, OpenSSL makes a
+  // random one per start.
+  static Result<std::unique_ptr<TlsServerContext>> Load(std::string cert_file, std::string key_file,
+                                                        std::string ticket_key_file = "");
   ~TlsServerContext();
   TlsServerContext(const TlsServerContext&) = delete;
   TlsServerContext& operator=(const TlsServerContext&) = delete;
@@ -42,10 +46,12 @@ class TlsServerContext {
   SSL* NewSession(int fd);
 
  private:
-  TlsServerContext(std::string cert_file, std::string key_file)
-      : cert_file_(std::move(cert_file)), key_file_(std::move(key_file)) {}
+  TlsServerContext(std::string cert_file, std::string key_file, std::string ticket_key_file)
+      : cert_file_(std::move(cert_file)),
+        key_file_(std::move(key_file)),
+        ticket_key_file_(std::move(ticket_key_file)) {}
 
-  const std::string cert_file_, key_file_;
+  const std::string cert_file_, key_file_, ticket_key_file_;
   mutable std::mutex mu_;
   SSL_CTX* ctx_ = nullptr;  // guarded by mu_
   int64_t not_after_ = 0;   // guarded by mu_
@@ -69,6 +75,8 @@ int TlsHandshake(SSL* ssl, bool* wants_write);
 // Bytes OpenSSL already took from the socket and has not returned yet (read
 // ahead with the handshake's last flight): no epoll edge will report them.
 bool TlsHasPending(SSL* ssl);
+// The handshake resumed a session (a ticket the client held).
+bool TlsResumed(SSL* ssl);
 // Bytes read from the socket so far.
 uint64_t TlsBytesRead(SSL* ssl);
 ssize_t TlsWrite(SSL* ssl, const char* buf, size_t len, bool* wants_read);

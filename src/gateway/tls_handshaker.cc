@@ -101,6 +101,8 @@ bool TlsHandshaker::Step(Worker& w, Handshake& h) {
   const uint64_t before = h.bytes_read;
   h.bytes_read = TlsBytesRead(h.ssl);
   if (r == 1) {
+    metrics_.tls_handshakes.Increment();
+    if (TlsResumed(h.ssl)) metrics_.tls_handshakes_resumed.Increment();
     w.loop.Remove(h.fd);
     int fd = h.fd;
     SSL* ssl = h.ssl;

@@ -26,6 +26,10 @@ std::vector<Option> Options(Config& c) {
        "(https://, wss://); SIGHUP reads both again; empty: plain HTTP",
        &c.tls_cert_file},
       {"tls_key_file", "PEM private key of tls_cert_file", &c.tls_key_file},
+      {"tls_ticket_key_file",
+       "80 random bytes (openssl rand 80) that seal TLS session tickets, so that devices resume "
+       "their sessions across restarts and across nodes given the same file (SIGHUP re-reads)",
+       &c.tls_ticket_key_file},
       {"tls_handshake_threads",
        "threads for TLS handshakes, at a lower priority than the network threads (0: one per core)",
        &c.tls_handshake_threads},

@@ -17,8 +17,9 @@ struct Config {
   std::string backup_dir;                  // SIGUSR1: a backup of the store in here
   std::string
       tls_cert_file;  // PEM certificate chain: the listener speaks TLS only (SIGHUP re-reads)
-  std::string tls_key_file;                     // its PEM private key
-  uint32_t tls_handshake_threads = 0;           // TLS handshakes' threads; 0: one per core
+  std::string tls_key_file;            // its PEM private key
+  std::string tls_ticket_key_file;     // 80 bytes sealing session tickets (across restarts, nodes)
+  uint32_t tls_handshake_threads = 0;  // TLS handshakes' threads; 0: one per core
   uint64_t tls_handshake_timeout_ms = 10000;    // a handshake not done this long: closed
   std::string log_level = "info";               // trace, debug, info, warn, error
   uint32_t network_threads = 0;                 // 0: half the cores, at least one

@@ -144,9 +144,14 @@ int main(int argc, char** argv) {
     spdlog::critical("tls_cert_file and tls_key_file go together");
     return 2;
   }
+  if (!cfg->tls_ticket_key_file.empty() && cfg->tls_cert_file.empty()) {
+    spdlog::critical("tls_ticket_key_file needs tls_cert_file and tls_key_file");
+    return 2;
+  }
   std::unique_ptr<TlsServerContext> tls;
   if (!cfg->tls_cert_file.empty()) {
-    auto loaded = TlsServerContext::Load(cfg->tls_cert_file, cfg->tls_key_file);
+    auto loaded =
+        TlsServerContext::Load(cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_ticket_key_file);
     if (!loaded.ok()) {
       spdlog::critical("{}", loaded.status().message());
       return 2;

@@ -140,6 +140,8 @@ void CloseConnection(int fd) {
       tls.sessions.erase(it);
     }
   }
+  // close_notify: a session freed without it is marked not resumable.
+  if (ssl) SSL_shutdown(ssl);
   SSL_free(ssl);
   ::close(fd);
 }
