@@ -232,7 +232,7 @@ void Connection::DispatchHttp(HttpRequest req) {
   if (req.path() == "/api/v1/ws") {
     asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
       auto decision = self->ctx_.api.AuthorizeUpgrade(req);
-      self->thread_.Post(
+      self->thread_.PostBulk(
           [self, decision = std::move(decision), key = std::move(req.ws_key),
            keep_alive]() mutable { self->OnUpgrade(std::move(decision), key, keep_alive); });
     });
@@ -240,7 +240,7 @@ void Connection::DispatchHttp(HttpRequest req) {
   }
   asio::post(ctx_.workers, [self, req = std::move(req), keep_alive]() mutable {
     self->ctx_.api.Handle(req, [self, keep_alive](HttpResponse resp) {
-      self->thread_.Post(
+      self->thread_.PostBulk(
           [self, resp = std::move(resp), keep_alive] { self->OnHttpResponse(resp, keep_alive); });
     });
   });
@@ -586,7 +586,7 @@ void Connection::RequestCatchUpPage() {
       }
       frames = std::move(v);
     }
-    self->thread_.Post([self, frames = std::move(frames), read_to, has_more]() mutable {
+    self->thread_.PostBulk([self, frames = std::move(frames), read_to, has_more]() mutable {
       self->OnCatchUpPage(std::move(frames), read_to, has_more);
     });
   });

@@ -207,6 +207,9 @@ struct ThreadState {
   // small batch the committer runs the turn itself if this thread sleeps
   // (EventLoop::WakeFromBatch). FIFO per thread.
   void Post(Task task) { loop.Post(std::move(task)); }
+  // Work that may wait behind live traffic: an upgrade's answer, an HTTP
+  // response, a replay page (EventLoop::PostBulk).
+  void PostBulk(Task task) { loop.PostBulk(std::move(task)); }
 
   // This thread: `c` writes its output at the end of this turn (one write for
   // everything queued meanwhile).

@@ -59,6 +59,16 @@ void EventLoop::Post(Task task) {
   if (!WakeBatch::Defer(this)) Wake();
 }
 
+void EventLoop::PostBulk(Task task) {
+  {
+    std::lock_guard lock(mail_mu_);
+    bulk_.push_back(std::move(task));
+    if (mail_woken_) return;  // the coming RunMail takes this one too
+    mail_woken_ = true;
+  }
+  Wake();  // not a borrowed turn's: those run no bulk work
+}
+
 void EventLoop::Wake() {
   uint64_t one = 1;
   ssize_t n = write(wake_fd_, &one, sizeof one);
@@ -75,11 +85,12 @@ void EventLoop::WakeFromBatch() {
   // waits for this lock): run its mail here. Events it has already taken stay
   // its own to handle, after this.
   const uint64_t timers_before = timer_seq_;
-  RunMail();
+  const bool bulk_waits = RunMail(/*own_turn=*/false);
   RunDeferred();
-  // It sleeps with a timeout computed before this turn, and frees what this
-  // turn closed only in a turn of its own: wake it for either.
-  const bool wake = timer_seq_ != timers_before || !own_deferred_.empty();
+  // It sleeps with a timeout computed before this turn, frees what this turn
+  // closed only in a turn of its own, and runs bulk work only there: wake it
+  // for any of these.
+  const bool wake = timer_seq_ != timers_before || !own_deferred_.empty() || bulk_waits;
   turn.unlock();
   if (wake) Wake();
 }
@@ -90,20 +101,37 @@ void EventLoop::Stop() {
 }
 
 int EventLoop::NextTimeoutMs() const {
-  if (!deferred_.empty() || !own_deferred_.empty()) return 0;
+  if (!deferred_.empty() || !own_deferred_.empty() || !bulk_running_.empty()) return 0;
   if (timers_.empty()) return -1;
   auto left = std::chrono::ceil<std::chrono::milliseconds>(timers_.top().at - Clock::now());
   return left.count() <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 60000));
 }
 
-void EventLoop::RunMail() {
+bool EventLoop::RunMail(bool own_turn) {
+  bool bulk_waits;
   {
     std::lock_guard lock(mail_mu_);
     running_mail_.swap(mail_);
+    if (own_turn) {
+      for (auto& task : bulk_) bulk_running_.push_back(std::move(task));
+      bulk_.clear();
+    }
+    bulk_waits = !bulk_.empty();
     mail_woken_ = false;
   }
   for (auto& task : running_mail_) task();
   running_mail_.clear();
+  return bulk_waits;
+}
+
+void EventLoop::RunBulk() {
+  if (bulk_running_.empty()) return;
+  const auto end = Clock::now() + std::chrono::microseconds(kBulkSliceUs);
+  do {
+    Task task = std::move(bulk_running_.front());
+    bulk_running_.pop_front();
+    task();
+  } while (!bulk_running_.empty() && Clock::now() < end);
 }
 
 void EventLoop::RunDeferred() {
@@ -147,7 +175,8 @@ void EventLoop::Run() {
       }
       static_cast<Handler*>(events[i].data.ptr)->OnEvents(events[i].events);
     }
-    if (mail) RunMail();
+    if (mail) RunMail(/*own_turn=*/true);
+    RunBulk();
     RunTimers();
     RunDeferred();
     for (auto& fn : own_deferred_) fn();

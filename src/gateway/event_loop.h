@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <queue>
@@ -83,6 +84,13 @@ class EventLoop : public Wakeable {
   // waits for the batch's end. (A Task: the hand-offs of every message, an
   // ack and each delivery, pass here without an allocation.)
   void Post(Task task);
+  // Like Post, for bulk work that may wait behind live traffic (a reconnect
+  // storm's upgrades and feed replays, HTTP answers): FIFO among themselves,
+  // run only in the loop's own turns, after that turn's mail, for at most
+  // about kBulkSliceUs of each turn. So a storm's thousands of replay pages
+  // queued at once do not hold up the acks and deliveries posted after them.
+  void PostBulk(Task task);
+  static constexpr int kBulkSliceUs = 1000;
   void Wake() override;
   // When a WakeBatch closes: if the loop's thread is between turns, runs the
   // mail here, in a borrowed turn; otherwise (it is busy, or the loop is not
@@ -99,7 +107,10 @@ class EventLoop : public Wakeable {
     bool operator>(const Timer& o) const { return at != o.at ? at > o.at : seq > o.seq; }
   };
   int NextTimeoutMs() const;
-  void RunMail();
+  // Runs the mail; in the thread's own turn it also takes the bulk work
+  // posted so far, for RunBulk. True if bulk work is left in bulk_.
+  bool RunMail(bool own_turn);
+  void RunBulk();
   void RunTimers();
   void RunDeferred();
 
@@ -122,6 +133,8 @@ class EventLoop : public Wakeable {
   std::vector<Task> mail_;          // guarded by mail_mu_
   bool mail_woken_ = false;         // guarded: a wake-up is on its way
   std::vector<Task> running_mail_;  // in a turn
+  std::vector<Task> bulk_;          // guarded by mail_mu_
+  std::deque<Task> bulk_running_;   // the loop thread's: taken from bulk_, not yet run
 };
 
 }  // namespace pigeon

@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
+#include <string>
 #include <thread>
 
 namespace pigeon {
@@ -54,6 +56,41 @@ TEST(EventLoop, PostedTasksRunOnTheLoopThreadInOrder) {
   ASSERT_EQ(seen.size(), 1000u);
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(seen[i], i);
   EXPECT_FALSE(wrong_thread);
+}
+
+// Bulk work (PostBulk) runs after the mail of its turn and for about
+// kBulkSliceUs of each turn: a live task posted meanwhile goes first.
+TEST(EventLoop, BulkWorkWaitsBehindLiveMailAndTakesASliceOfEachTurn) {
+  static_assert(EventLoop::kBulkSliceUs < 1200);  // two bulk tasks below fill a slice
+  LoopThread t;
+  std::vector<std::string> order;  // the loop thread's
+  std::promise<void> done;
+  t.loop.Post([&] {
+    for (int i = 1; i <= 4; ++i)
+      t.loop.PostBulk([&, i] {
+        auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(600);
+        while (std::chrono::steady_clock::now() < end) {
+        }
+        order.push_back("B" + std::to_string(i));
+        if (i == 1) t.loop.Post([&] { order.push_back("L2"); });
+        if (i == 4) done.set_value();
+      });
+    t.loop.Post([&] { order.push_back("L1"); });
+  });
+  done.get_future().wait();
+  t.On([] {});
+  auto at = [&](const std::string& name) {
+    return std::find(order.begin(), order.end(), name) - order.begin();
+  };
+  ASSERT_EQ(order.size(), 6u);
+  EXPECT_EQ(order[0], "L1");  // posted after the bulk work, run before it
+  EXPECT_LT(at("B1"), at("B2"));
+  EXPECT_LT(at("B2"), at("B3"));
+  EXPECT_LT(at("B3"), at("B4"));
+  // The first slice ends after B1 or B2 (600 µs each): L2, posted by B1, runs
+  // in the next turn, before B3.
+  EXPECT_GT(at("L2"), at("B1"));
+  EXPECT_LT(at("L2"), at("B3"));
 }
 
 TEST(EventLoop, WakeBatchHoldsTheWakeUpUntilItCloses) {
