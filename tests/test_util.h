@@ -20,9 +20,7 @@ inline client::json::object SendFrameJson(const std::string& conv, const std::st
 
 // An unlabelled metric's value as GET /metrics shows it; -1 when it is not there.
 inline double MetricValue(uint16_t port, const std::string& name) {
-  auto body = client::Http(port, "GET", "/metrics").body;
-  auto at = body.find("\n" + name + " ");
-  return at == std::string::npos ? -1.0 : std::stod(body.substr(at + name.size() + 2));
+  return client::MetricIn(client::Http(port, "GET", "/metrics").body, name).value_or(-1.0);
 }
 
 }  // namespace pigeon::test

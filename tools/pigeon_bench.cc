@@ -895,13 +895,6 @@ int TrafficWorker(const Plan& plan, const std::vector<Round>& rounds, int w, int
   return 0;
 }
 
-// An unlabelled series' value in a /metrics body; 0 when it is not there.
-double MetricIn(const std::string& body, std::string_view name) {
-  std::string line = "\n" + std::string(name) + " ";
-  size_t at = body.find(line);
-  return at == std::string::npos ? 0.0 : std::strtod(body.c_str() + at + line.size(), nullptr);
-}
-
 // What pigeond's /metrics say of its store (zeros from a server without those
 // series): compaction debt now, and counters whose difference over a round
 // says how it committed.
@@ -912,7 +905,7 @@ struct StoreState {
     StoreState d;
     auto r = Http(port, "GET", "/metrics");
     if (r.status != 200) return d;
-    auto value = [&](std::string_view name) { return MetricIn(r.body, name); };
+    auto value = [&](std::string_view name) { return MetricIn(r.body, name).value_or(0.0); };
     d.level0_files = value("pigeon_store_level0_files");
     d.pending_compaction_bytes = value("pigeon_store_pending_compaction_bytes");
     d.write_stall_s = value("pigeon_store_write_stall_seconds_total");
@@ -1548,8 +1541,8 @@ int ReconnectStorm(Target& t, int nusers, int msgs, int procs, bool tls_resume,
   // TLS handshakes pigeond completed, and how many of them resumed a session.
   auto handshakes = [&t] {
     auto m = Http(t.port, "GET", "/metrics").body;
-    return std::pair(MetricIn(m, "pigeon_tls_handshakes_total"),
-                     MetricIn(m, "pigeon_tls_handshakes_resumed_total"));
+    return std::pair(MetricIn(m, "pigeon_tls_handshakes_total").value_or(0.0),
+                     MetricIn(m, "pigeon_tls_handshakes_resumed_total").value_or(0.0));
   };
   auto hs0 = handshakes();
   double cpu0 = CpuSeconds(t.pid);

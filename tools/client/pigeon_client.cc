@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -495,6 +496,13 @@ Account Login(uint16_t port, const std::string& user, const std::string& passwor
   auto& o = r.json.as_object();
   return Account{std::string(o.at("user_id").as_string()), std::string(o.at("token").as_string()),
                  std::string(o.at("device_id").as_string())};
+}
+
+std::optional<double> MetricIn(const std::string& body, std::string_view name) {
+  std::string line = "\n" + std::string(name) + " ";
+  size_t at = body.find(line);
+  if (at == std::string::npos) return std::nullopt;
+  return std::strtod(body.c_str() + at + line.size(), nullptr);
 }
 
 std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer) {

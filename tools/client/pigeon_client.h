@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/ws_codec.h"
@@ -105,6 +106,8 @@ struct Account {
 // Signs the user up (if needed) and logs a new device in.
 Account Login(uint16_t port, const std::string& user, const std::string& password = "password1");
 std::string OpenConversation(uint16_t port, const Account& a, const std::string& peer);
+// An unlabelled series' value in a GET /metrics body; nullopt when it is not there.
+std::optional<double> MetricIn(const std::string& body, std::string_view name);
 // Runs `pigeond admin seed-users` on a stopped server's data directory:
 // `count` users PREFIX0.. with one device each, all with `password`. Throws
 // with the command's error output when it fails.
