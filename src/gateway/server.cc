@@ -165,8 +165,7 @@ Status Server::Start() {
     auto impl = impl_.get();
     impl->handshaker = std::make_unique<TlsHandshaker>(
         TlsHandshaker::Options{.threads = options_.tls_handshake_threads,
-                               .timeout = options_.tls_handshake_timeout,
-                               .nice = 5},
+                               .timeout = options_.tls_handshake_timeout},
         *ctx_.tls, ctx_.metrics,
         [impl](int afd, SSL* ssl) { impl->Deal(afd, ssl, /*on_thread_0=*/false); });
     if (auto s = impl->handshaker->Start(); !s.ok()) return s;
